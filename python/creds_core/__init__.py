@@ -1,0 +1,47 @@
+"""creds_core: AWS credentials for boto3 that never deadlock, never stampede STS, never stall a
+request on a refresh, and keep serving when a credential source is slow, throttled or down.
+
+The cache, chains and threading live in Rust (``creds_core._core``); this package adds the
+pure-Python providers, the boto3 glue and the command line.
+"""
+
+from __future__ import annotations
+
+import os
+
+from creds_core._core import (
+    CredentialCache,
+    CredentialCycleError,
+    Credentials,
+    CredentialsError,
+    CredentialsNotLoaded,
+    NonRecoverableError,
+    ProviderChain,
+    ProviderError,
+    ProviderTimedOut,
+    _after_fork_in_child,
+    configure_runtime,
+    runtime_config,
+)
+from creds_core._provider import Provider
+
+__all__ = [
+    "CredentialCache",
+    "CredentialCycleError",
+    "Credentials",
+    "CredentialsError",
+    "CredentialsNotLoaded",
+    "NonRecoverableError",
+    "Provider",
+    "ProviderChain",
+    "ProviderError",
+    "ProviderTimedOut",
+    "configure_runtime",
+    "runtime_config",
+]
+
+__version__ = "0.1.0"
+
+# A cache built before fork() keeps working in the child: the runtime is rebuilt there.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

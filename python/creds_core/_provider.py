@@ -1,0 +1,43 @@
+"""The Python side of the provider protocol."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping
+from typing import Any, Union
+
+from creds_core._core import Credentials
+
+#: What ``provide()`` may return: credentials, a mapping of them, or None for "nothing here".
+ProviderAnswer = Union[Credentials, Mapping[str, Any], None]
+
+
+class Provider:
+    """Base class of credential providers.
+
+    ``provide()`` returns :class:`Credentials`, a mapping (botocore, STS or credential_process
+    keys) or ``None`` ("nothing here", like raising :class:`CredentialsNotLoaded`). It runs on a
+    blocking worker thread, never on the event loop. Raise :class:`NonRecoverableError` for
+    failures that retrying will not fix; anything else is treated as recoverable.
+
+    ``fallback_on_interrupt()`` returns credentials set aside for when ``provide()`` outlives
+    the cache's ``load_timeout``. It must answer from memory at once, never fetch.
+    """
+
+    #: Shown in messages, logs and ``Credentials.provider_name``; defaults to the class name.
+    name: str | None = None
+
+    def provide(self) -> ProviderAnswer:
+        raise NotImplementedError(f"{type(self).__name__}.provide() is not implemented")
+
+    def fallback_on_interrupt(self) -> Credentials | None:
+        return None
+
+
+def run_awaitable(awaitable: Awaitable[Any]) -> Any:
+    """Run an async provider's answer to completion on the current (worker) thread."""
+
+    async def _await() -> Any:
+        return await awaitable
+
+    return asyncio.run(_await())

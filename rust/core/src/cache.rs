@@ -1,0 +1,555 @@
+//! The credential cache: a lock-free snapshot read on the hot path, a single flight per
+//! refresh, and the refresh policy of [`crate::policy`] carried out.
+
+use std::any::Any;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use futures::FutureExt;
+use tokio::sync::watch;
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::credentials::Credentials;
+use crate::error::{CredentialsError, ErrorKind, Result};
+use crate::flight::{self, FlightCtx};
+use crate::policy::{self, AdvisoryRefresh, Decision, RefreshPolicy, View, Windows};
+use crate::provider::SharedProvider;
+use crate::runtime;
+
+/// Cached credentials plus one slot a binding layer may fill with its own representation of
+/// them (a pre-built Python object), so that the hot path returns it without allocating.
+pub struct Entry {
+    credentials: Credentials,
+    attachment: OnceLock<Box<dyn Any + Send + Sync>>,
+}
+
+impl Entry {
+    #[must_use]
+    pub fn new(credentials: Credentials) -> Self {
+        Self { credentials, attachment: OnceLock::new() }
+    }
+
+    #[must_use]
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// The attachment, if one of type `T` was set.
+    #[must_use]
+    pub fn attachment<T: Any + Send + Sync>(&self) -> Option<&T> {
+        self.attachment.get().and_then(|a| a.downcast_ref::<T>())
+    }
+
+    /// The attachment, made by `make` on first use. `None` if a value of another type is there.
+    pub fn attachment_or_init<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Option<&T> {
+        self.attachment.get_or_init(|| Box::new(make())).downcast_ref::<T>()
+    }
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.credentials.fmt(f)
+    }
+}
+
+type Outcome = Result<Arc<Entry>>;
+
+/// One refresh in progress.
+struct Flight {
+    ctx: Arc<FlightCtx>,
+    generation: u64,
+    result: watch::Sender<Option<Outcome>>,
+    /// Set when a waiter gave up on it: its result, when it comes, is a late result.
+    abandoned: AtomicBool,
+}
+
+impl Flight {
+    /// A flight started before a `fork()` never finishes in the child.
+    fn is_live(&self) -> bool {
+        self.generation == runtime::generation()
+    }
+
+    async fn wait(&self) -> Outcome {
+        let mut rx = self.result.subscribe();
+        let outcome = match rx.wait_for(Option::is_some).await {
+            Ok(value) => value.clone(),
+            Err(_) => None,
+        };
+        outcome.unwrap_or_else(|| Err(CredentialsError::recoverable("the refresh was abandoned before it finished")))
+    }
+}
+
+/// An immutable snapshot of the cache; every change swaps in a new one.
+#[derive(Clone)]
+struct State {
+    entry: Option<Arc<Entry>>,
+    windows: Windows,
+    /// The hot path serves `entry` while `now < fresh_until` (folded from windows, backoff
+    /// and invalidation so that the check is a single comparison).
+    fresh_until: SystemTime,
+    backoff_until: Option<SystemTime>,
+    error: Option<(CredentialsError, SystemTime)>,
+    last_error: Option<CredentialsError>,
+    invalidated: bool,
+    flight: Option<Arc<Flight>>,
+}
+
+impl State {
+    fn empty() -> Self {
+        Self {
+            entry: None,
+            windows: Windows::never(),
+            fresh_until: SystemTime::UNIX_EPOCH,
+            backoff_until: None,
+            error: None,
+            last_error: None,
+            invalidated: false,
+            flight: None,
+        }
+    }
+
+    fn view(&self) -> View {
+        View {
+            has_credentials: self.entry.is_some(),
+            windows: self.windows,
+            backoff_until: self.backoff_until,
+            error_until: self.error.as_ref().map(|(_, until)| *until),
+            invalidated: self.invalidated,
+        }
+    }
+
+    fn live_flight(&self) -> Option<&Arc<Flight>> {
+        self.flight.as_ref().filter(|f| f.is_live())
+    }
+
+    fn refold(mut self) -> Self {
+        self.fresh_until = if self.entry.is_some() && !self.invalidated && self.backoff_until.is_none() {
+            self.windows.refresh_at
+        } else {
+            SystemTime::UNIX_EPOCH
+        };
+        self
+    }
+}
+
+/// Counters of what the cache did.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub source_calls: AtomicU64,
+    pub refreshes_succeeded: AtomicU64,
+    pub refreshes_failed: AtomicU64,
+    pub background_refreshes: AtomicU64,
+    pub waits: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub fallbacks: AtomicU64,
+    pub static_stability: AtomicU64,
+    pub late_results: AtomicU64,
+    pub cached_errors: AtomicU64,
+    pub invalidations: AtomicU64,
+    pub stale_answers: AtomicU64,
+}
+
+impl Stats {
+    /// A name → value snapshot.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        vec![
+            ("source_calls", get(&self.source_calls)),
+            ("refreshes_succeeded", get(&self.refreshes_succeeded)),
+            ("refreshes_failed", get(&self.refreshes_failed)),
+            ("background_refreshes", get(&self.background_refreshes)),
+            ("waits", get(&self.waits)),
+            ("rate_limited", get(&self.rate_limited)),
+            ("timeouts", get(&self.timeouts)),
+            ("fallbacks", get(&self.fallbacks)),
+            ("static_stability", get(&self.static_stability)),
+            ("late_results", get(&self.late_results)),
+            ("cached_errors", get(&self.cached_errors)),
+            ("invalidations", get(&self.invalidations)),
+            ("stale_answers", get(&self.stale_answers)),
+        ]
+    }
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What `inspect()` shows.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    pub name: String,
+    pub provider: String,
+    pub access_key_id: Option<String>,
+    pub expiry: Option<SystemTime>,
+    pub advisory_window: Option<Duration>,
+    pub mandatory_window: Option<Duration>,
+    pub refresh_at: Option<SystemTime>,
+    pub mandatory_at: Option<SystemTime>,
+    pub next_refresh_allowed_at: Option<SystemTime>,
+    pub error_cached_until: Option<SystemTime>,
+    pub last_error: Option<String>,
+    pub refreshing: bool,
+    pub invalidated: bool,
+    pub state: &'static str,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+struct Inner {
+    id: u64,
+    name: String,
+    provider: SharedProvider,
+    policy: RefreshPolicy,
+    clock: SharedClock,
+    state: ArcSwap<State>,
+    stats: Stats,
+}
+
+/// A credential cache over one provider. Cloning shares the cache.
+#[derive(Clone)]
+pub struct CredentialCache {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for CredentialCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialCache").field("name", &self.inner.name).finish_non_exhaustive()
+    }
+}
+
+impl CredentialCache {
+    /// A cache over `provider`.
+    ///
+    /// # Errors
+    /// An invalid policy; the message names the option.
+    pub fn new(
+        provider: SharedProvider,
+        policy: RefreshPolicy,
+        clock: Option<SharedClock>,
+        name: Option<String>,
+    ) -> std::result::Result<Self, String> {
+        policy.validate()?;
+        let name = name.unwrap_or_else(|| provider.name().to_owned());
+        Ok(Self {
+            inner: Arc::new(Inner {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+                name,
+                provider,
+                policy,
+                clock: clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                state: ArcSwap::from_pointee(State::empty()),
+                stats: Stats::default(),
+            }),
+        })
+    }
+
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    #[must_use]
+    pub fn provider(&self) -> &SharedProvider {
+        &self.inner.provider
+    }
+
+    #[must_use]
+    pub fn policy(&self) -> &RefreshPolicy {
+        &self.inner.policy
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// The hot path: with fresh credentials cached, `f` of them; otherwise `None`.
+    /// One atomic load and one clock read; no lock, no allocation.
+    #[inline]
+    pub fn with_fresh<R>(&self, f: impl FnOnce(&Arc<Entry>) -> R) -> Option<R> {
+        let state = self.inner.state.load();
+        if self.inner.clock.now() < state.fresh_until {
+            state.entry.as_ref().map(f)
+        } else {
+            None
+        }
+    }
+
+    /// Credentials, by the refresh policy.
+    ///
+    /// # Errors
+    /// What the policy raises: a cached or fresh failure with nothing to serve, a timeout with
+    /// no fallback, a cycle.
+    pub async fn get(&self) -> Outcome {
+        if let Some(entry) = self.with_fresh(Arc::clone) {
+            return Ok(entry);
+        }
+        self.get_slow().await
+    }
+
+    /// [`CredentialCache::get`] from a thread that may block (never call it on a runtime
+    /// worker's hot loop; it is safe there, but it blocks the worker).
+    ///
+    /// # Errors
+    /// As [`CredentialCache::get`].
+    pub fn get_blocking(&self) -> Outcome {
+        if let Some(entry) = self.with_fresh(Arc::clone) {
+            return Ok(entry);
+        }
+        runtime::block_on(self.get_slow())
+    }
+
+    /// The slow path: everything but fresh credentials.
+    ///
+    /// # Errors
+    /// As [`CredentialCache::get`].
+    pub async fn get_slow(&self) -> Outcome {
+        let inner = &self.inner;
+        let parent = flight::current();
+        if parent.as_ref().is_some_and(|p| p.refreshes(inner.id)) {
+            return Err(CredentialsError::cycle(&inner.name));
+        }
+        loop {
+            let now = inner.clock.now();
+            let state = inner.state.load_full();
+            match policy::decide(&state.view(), now) {
+                Decision::Serve => return Ok(state.entry.clone().expect("Serve implies an entry")),
+                Decision::ServeRateLimited => {
+                    bump(&inner.stats.rate_limited);
+                    return Ok(state.entry.clone().expect("ServeRateLimited implies an entry"));
+                }
+                Decision::RaiseCachedError => {
+                    bump(&inner.stats.cached_errors);
+                    return Err(state.error.clone().expect("RaiseCachedError implies an error").0);
+                }
+                Decision::ServeAndRefresh => {
+                    let cached = state.entry.clone().expect("ServeAndRefresh implies an entry");
+                    if state.live_flight().is_some() {
+                        return Ok(cached);
+                    }
+                    let Some(flight) = self.try_start(&state, parent.as_ref()) else { continue };
+                    return Ok(match inner.policy.advisory_refresh {
+                        AdvisoryRefresh::Background => {
+                            bump(&inner.stats.background_refreshes);
+                            cached
+                        }
+                        // The winner waits; any failure still leaves valid credentials to serve.
+                        AdvisoryRefresh::Inline => self.wait(&flight, parent.as_ref()).await.unwrap_or(cached),
+                    });
+                }
+                Decision::Wait => {
+                    let flight = match state.live_flight() {
+                        Some(f) => Arc::clone(f),
+                        None => match self.try_start(&state, parent.as_ref()) {
+                            Some(f) => f,
+                            None => continue,
+                        },
+                    };
+                    return self.wait(&flight, parent.as_ref()).await;
+                }
+            }
+        }
+    }
+
+    /// Start the one flight, if the state is still `seen`. Lock-free: the compare-and-swap
+    /// on the snapshot elects exactly one starter.
+    fn try_start(&self, seen: &Arc<State>, parent: Option<&Arc<FlightCtx>>) -> Option<Arc<Flight>> {
+        let inner = &self.inner;
+        let flight = Arc::new(Flight {
+            ctx: FlightCtx::new(inner.id, parent),
+            generation: runtime::generation(),
+            result: watch::channel(None).0,
+            abandoned: AtomicBool::new(false),
+        });
+        let next = Arc::new(State { flight: Some(Arc::clone(&flight)), ..State::clone(seen) });
+        let previous = inner.state.compare_and_swap(seen, next);
+        if !Arc::ptr_eq(&previous, seen) {
+            return None;
+        }
+        let cache = self.clone();
+        let driver = Arc::clone(&flight);
+        runtime::current_or_shared().spawn(async move { cache.run_flight(driver).await });
+        Some(flight)
+    }
+
+    /// Call the source once and publish the outcome, whether or not anyone still waits.
+    async fn run_flight(self, flight: Arc<Flight>) {
+        let inner = &self.inner;
+        bump(&inner.stats.source_calls);
+        let provide = flight::scope(Arc::clone(&flight.ctx), inner.provider.provide());
+        let result = std::panic::AssertUnwindSafe(provide).catch_unwind().await.unwrap_or_else(|_| {
+            Err(CredentialsError::recoverable("the provider panicked; see the log for its message"))
+        });
+        let now = inner.clock.now();
+        let outcome = match result {
+            Ok(credentials) if credentials.is_expired(now) => {
+                bump(&inner.stats.stale_answers);
+                Err(CredentialsError::recoverable(
+                    "the source returned credentials that had already expired (a stale answer)",
+                ))
+            }
+            Ok(credentials) => {
+                let credentials = if credentials.provider_name().is_none() {
+                    credentials.with_provider_name(Some(inner.provider.name().to_owned()))
+                } else {
+                    credentials
+                };
+                Ok(Arc::new(Entry::new(credentials)))
+            }
+            Err(e) => Err(e.with_provider(inner.provider.name())),
+        };
+        match &outcome {
+            Ok(_) => bump(&inner.stats.refreshes_succeeded),
+            Err(_) => bump(&inner.stats.refreshes_failed),
+        }
+        if flight.abandoned.load(Ordering::SeqCst) {
+            bump(&inner.stats.late_results);
+        }
+        inner.state.rcu(|current| self.apply(current, &flight, &outcome, now));
+        // Publish after the state: a woken waiter that reads the state sees the new one.
+        flight.result.send_replace(Some(outcome));
+    }
+
+    fn apply(&self, current: &Arc<State>, flight: &Arc<Flight>, outcome: &Outcome, now: SystemTime) -> State {
+        let policy = &self.inner.policy;
+        let mut next = State::clone(current);
+        if next.flight.as_ref().is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            next.flight = None;
+        }
+        match outcome {
+            Ok(entry) => {
+                next.windows = policy.windows(now, entry.credentials().expiry(), rand::random());
+                next.entry = Some(Arc::clone(entry));
+                next.backoff_until = None;
+                next.error = None;
+                next.invalidated = false;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                next.last_error = Some(e.clone());
+                if e.is_recoverable() && next.entry.is_some() {
+                    next.backoff_until = Some(now + RefreshPolicy::pick(policy.refresh_backoff, rand::random()));
+                } else {
+                    next.error = Some((e.clone(), now + RefreshPolicy::pick(policy.error_cache, rand::random())));
+                }
+            }
+        }
+        next.refold()
+    }
+
+    /// Wait for `flight`, at most `load_timeout`; on timeout fall back (provider fallback, then
+    /// the last good credentials), and on a recoverable failure serve the last good credentials.
+    async fn wait(&self, flight: &Arc<Flight>, parent: Option<&Arc<FlightCtx>>) -> Outcome {
+        let inner = &self.inner;
+        bump(&inner.stats.waits);
+        if let Some(parent) = parent {
+            flight.ctx.mark_nested();
+            if !parent.begin_wait(&flight.ctx) {
+                return Err(CredentialsError::cycle(&inner.name));
+            }
+        }
+        let timeout = inner.clock.sleep(inner.policy.load_timeout);
+        let result = tokio::select! {
+            biased;
+            outcome = flight.wait() => Some(outcome),
+            () = timeout => None,
+        };
+        if let Some(parent) = parent {
+            parent.end_wait();
+        }
+        match result {
+            Some(Ok(entry)) => Ok(entry),
+            Some(Err(e)) if e.is_recoverable() => match self.last_good() {
+                Some(entry) => {
+                    bump(&inner.stats.static_stability);
+                    Ok(entry)
+                }
+                None => Err(e),
+            },
+            Some(Err(e)) => Err(e),
+            None => {
+                bump(&inner.stats.timeouts);
+                flight.abandoned.store(true, Ordering::SeqCst);
+                if let Some(credentials) = inner.provider.fallback_on_interrupt() {
+                    bump(&inner.stats.fallbacks);
+                    return Ok(Arc::new(Entry::new(credentials)));
+                }
+                match self.last_good() {
+                    Some(entry) => {
+                        bump(&inner.stats.static_stability);
+                        Ok(entry)
+                    }
+                    None => Err(CredentialsError::timed_out(inner.policy.load_timeout).with_provider(inner.provider.name())),
+                }
+            }
+        }
+    }
+
+    /// The last good credentials, whatever their age (what static stability serves).
+    #[must_use]
+    pub fn last_good(&self) -> Option<Arc<Entry>> {
+        self.inner.state.load().entry.clone()
+    }
+
+    /// Send the next call down the mandatory path if `access_key_id` (or, with `None`, any key)
+    /// matches the cached credentials. An active backoff still holds.
+    pub fn invalidate(&self, access_key_id: Option<&str>) -> bool {
+        let mut matched = false;
+        self.inner.state.rcu(|current| {
+            matched = current.entry.as_ref().is_some_and(|e| {
+                access_key_id.is_none_or(|key| e.credentials().access_key_id() == key)
+            });
+            let mut next = State::clone(current);
+            if matched {
+                next.invalidated = true;
+            }
+            next.refold()
+        });
+        if matched {
+            bump(&self.inner.stats.invalidations);
+        }
+        matched
+    }
+
+    /// A description of the current state for humans and tests. Never contains a secret.
+    #[must_use]
+    pub fn inspect(&self) -> Inspection {
+        let inner = &self.inner;
+        let state = inner.state.load_full();
+        let now = inner.clock.now();
+        let entry = state.entry.as_ref();
+        let expiry = entry.and_then(|e| e.credentials().expiry());
+        let has_windows = expiry.is_some();
+        let label = match (entry, policy::decide(&state.view(), now)) {
+            (None, _) => "empty",
+            (Some(e), _) if e.credentials().is_expired(now) => "expired",
+            (_, Decision::ServeRateLimited) => "backoff",
+            (_, Decision::Serve) => "fresh",
+            (_, Decision::ServeAndRefresh) => "advisory",
+            _ if state.invalidated => "invalidated",
+            _ => "mandatory",
+        };
+        let error_until = state.error.as_ref().map(|(_, until)| *until);
+        Inspection {
+            name: inner.name.clone(),
+            provider: inner.provider.name().to_owned(),
+            access_key_id: entry.map(|e| e.credentials().access_key_id().to_owned()),
+            expiry,
+            advisory_window: has_windows.then_some(state.windows.advisory),
+            mandatory_window: has_windows.then_some(state.windows.mandatory),
+            refresh_at: has_windows.then_some(state.windows.refresh_at),
+            mandatory_at: has_windows.then_some(state.windows.mandatory_at),
+            next_refresh_allowed_at: [state.backoff_until, error_until].into_iter().flatten().max(),
+            error_cached_until: error_until,
+            last_error: state.last_error.as_ref().map(ToString::to_string),
+            refreshing: state.live_flight().is_some(),
+            invalidated: state.invalidated,
+            state: label,
+        }
+    }
+}

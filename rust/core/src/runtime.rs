@@ -1,0 +1,125 @@
+//! The process-wide tokio runtime, built lazily, rebuilt after `fork()`, and a `block_on` that is
+//! safe from any thread (plain, blocking-pool, or runtime worker).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::runtime::{Builder, Handle, Runtime, RuntimeFlavor};
+
+/// Sizes of the shared runtime's thread pools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Async worker threads (flights, timers). They never run provider code.
+    pub worker_threads: usize,
+    /// Upper bound of the blocking pool on which top-level provider calls run.
+    pub max_blocking_threads: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self { worker_threads: 2, max_blocking_threads: 64 }
+    }
+}
+
+struct Global {
+    config: RuntimeConfig,
+    runtime: Option<Arc<Runtime>>,
+    /// Runtimes replaced by `configure`, kept alive so that work already on them finishes.
+    retired: Vec<Arc<Runtime>>,
+}
+
+static GLOBAL: Mutex<Global> =
+    Mutex::new(Global { config: RuntimeConfig { worker_threads: 2, max_blocking_threads: 64 }, runtime: None, retired: Vec::new() });
+
+/// Bumped in a forked child: refreshes started by the parent never finish in the child.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+fn global() -> std::sync::MutexGuard<'static, Global> {
+    GLOBAL.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn build(config: RuntimeConfig) -> Arc<Runtime> {
+    Arc::new(
+        Builder::new_multi_thread()
+            .worker_threads(config.worker_threads.max(1))
+            .max_blocking_threads(config.max_blocking_threads.max(1))
+            .thread_name("creds-core")
+            .enable_time()
+            .build()
+            .expect("creds_core: cannot start the tokio runtime (out of threads?)"),
+    )
+}
+
+/// The shared runtime's handle, starting it on first use.
+#[must_use]
+pub fn handle() -> Handle {
+    let mut g = global();
+    let config = g.config;
+    g.runtime.get_or_insert_with(|| build(config)).handle().clone()
+}
+
+/// The runtime context to spawn on: the caller's own tokio runtime if it has one (as in
+/// `#[tokio::test]`), otherwise the shared runtime.
+#[must_use]
+pub fn current_or_shared() -> Handle {
+    Handle::try_current().unwrap_or_else(|_| handle())
+}
+
+/// Replace the shared runtime's pool sizes. Work already running finishes on the old runtime.
+pub fn configure(config: RuntimeConfig) {
+    let mut g = global();
+    g.config = config;
+    if let Some(old) = g.runtime.take() {
+        g.retired.push(old);
+    }
+}
+
+/// The current pool sizes.
+#[must_use]
+pub fn config() -> RuntimeConfig {
+    global().config
+}
+
+/// Call in a forked child before anything else: the parent's runtime threads do not exist
+/// there, so its runtime is forgotten (never dropped: dropping would wait for them) and a new
+/// one is built on next use.
+pub fn after_fork_in_child() {
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+    // The lock may have been held by a parent thread at fork time: never wait for it here.
+    let mut g = match GLOBAL.try_lock() {
+        Ok(g) => g,
+        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        Err(std::sync::TryLockError::WouldBlock) => {
+            // Cannot happen for a well-behaved fork (the hook runs in the only thread), but a
+            // leaked mutex is better than a hang: rebuild through a fresh, leaked global.
+            return;
+        }
+    };
+    if let Some(old) = g.runtime.take() {
+        std::mem::forget(old);
+    }
+    for old in g.retired.drain(..) {
+        std::mem::forget(old);
+    }
+}
+
+/// The fork generation of this process.
+#[must_use]
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::SeqCst)
+}
+
+/// Run `fut` to completion on the calling thread, whatever thread it is. It never panics for
+/// being inside a runtime: timers register with the runtime's driver, and on a runtime worker
+/// the worker's other tasks are handed off first (`block_in_place`).
+pub fn block_on<F: Future>(fut: F) -> F::Output {
+    let handle = current_or_shared();
+    let on_multi_thread = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    let _entered = handle.enter();
+    if on_multi_thread {
+        tokio::task::block_in_place(|| futures::executor::block_on(fut))
+    } else {
+        futures::executor::block_on(fut)
+    }
+}

@@ -1,0 +1,141 @@
+//! `creds_core.Credentials`: an immutable, frozen Python object over the core credentials.
+
+use creds_core::Credentials;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyType;
+
+use crate::convert;
+
+/// AWS credentials. Immutable; `repr` never shows the secret access key or session token.
+#[pyclass(frozen, module = "creds_core", name = "Credentials")]
+pub struct PyCredentials {
+    pub inner: Credentials,
+}
+
+impl PyCredentials {
+    pub fn wrap(inner: Credentials) -> Self {
+        Self { inner }
+    }
+}
+
+fn non_empty(name: &str, value: String) -> PyResult<String> {
+    if value.trim().is_empty() {
+        return Err(PyValueError::new_err(format!("{name} must not be empty")));
+    }
+    Ok(value)
+}
+
+#[pymethods]
+impl PyCredentials {
+    #[new]
+    #[pyo3(signature = (access_key_id, secret_access_key, session_token=None, expiry=None, *, account_id=None, provider_name=None))]
+    fn new(
+        access_key_id: String,
+        secret_access_key: String,
+        session_token: Option<String>,
+        expiry: Option<&Bound<'_, PyAny>>,
+        account_id: Option<String>,
+        provider_name: Option<String>,
+    ) -> PyResult<Self> {
+        let access_key_id = non_empty("access_key_id", access_key_id)?;
+        let secret_access_key = non_empty("secret_access_key", secret_access_key)?;
+        let session_token = session_token.filter(|t| !t.is_empty());
+        let expiry = match expiry {
+            Some(value) => convert::expiry(value).map_err(PyValueError::new_err)?,
+            None => None,
+        };
+        Ok(Self::wrap(
+            Credentials::new(access_key_id, secret_access_key, session_token, expiry)
+                .with_account_id(account_id)
+                .with_provider_name(provider_name),
+        ))
+    }
+
+    /// Credentials from a mapping: botocore metadata keys (`access_key`, `secret_key`, `token`,
+    /// `expiry_time`), STS / credential_process / container keys (`AccessKeyId`,
+    /// `SecretAccessKey`, `SessionToken` or `Token`, `Expiration`, `AccountId`), or the names of
+    /// this class's fields.
+    #[classmethod]
+    #[pyo3(signature = (mapping, *, provider_name=None))]
+    fn from_mapping(
+        _cls: &Bound<'_, PyType>,
+        mapping: &Bound<'_, PyAny>,
+        provider_name: Option<String>,
+    ) -> PyResult<Self> {
+        let credentials = convert::credentials_from_mapping(mapping).map_err(PyValueError::new_err)?;
+        Ok(Self::wrap(credentials.with_provider_name(provider_name)))
+    }
+
+    #[getter]
+    fn access_key_id(&self) -> &str {
+        self.inner.access_key_id()
+    }
+    #[getter]
+    fn secret_access_key(&self) -> &str {
+        self.inner.secret_access_key()
+    }
+    #[getter]
+    fn session_token(&self) -> Option<&str> {
+        self.inner.session_token()
+    }
+    #[getter]
+    fn account_id(&self) -> Option<&str> {
+        self.inner.account_id()
+    }
+    #[getter]
+    fn provider_name(&self) -> Option<&str> {
+        self.inner.provider_name()
+    }
+    /// An aware UTC datetime, or None for credentials that do not expire.
+    #[getter]
+    fn expiry<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner.expiry().map(|t| convert::datetime(py, t)).transpose()
+    }
+
+    /// botocore's `ReadOnlyCredentials(access_key, secret_key, token)`.
+    fn to_botocore<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import("botocore.credentials")?.getattr("ReadOnlyCredentials")?.call1((
+            self.inner.access_key_id(),
+            self.inner.secret_access_key(),
+            self.inner.session_token(),
+        ))
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let c = &self.inner;
+        let mut out = format!("Credentials(access_key_id={:?}, secret_access_key='***'", c.access_key_id());
+        if c.session_token().is_some() {
+            out.push_str(", session_token='***'");
+        }
+        if let Some(t) = c.expiry() {
+            let iso: String = convert::datetime(py, t)?.call_method0("isoformat")?.extract()?;
+            out.push_str(&format!(", expiry='{iso}'"));
+        }
+        if let Some(a) = c.account_id() {
+            out.push_str(&format!(", account_id={a:?}"));
+        }
+        if let Some(p) = c.provider_name() {
+            out.push_str(&format!(", provider_name={p:?}"));
+        }
+        out.push(')');
+        Ok(out)
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<PyCredentials>().is_ok_and(|o| o.get().inner == self.inner)
+    }
+
+    fn __hash__(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.inner.access_key_id().hash(&mut h);
+        h.finish()
+    }
+
+    fn __reduce__(&self) -> PyResult<()> {
+        Err(pyo3::exceptions::PyTypeError::new_err(
+            "Credentials are not picklable: pickling would write the secret access key out",
+        ))
+    }
+}

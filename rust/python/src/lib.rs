@@ -1,0 +1,56 @@
+//! The PyO3 layer of creds_core: Python classes, the Python-provider adapter, errors and the
+//! threading rules (never wait holding the GIL; Python providers only on blocking threads).
+
+use pyo3::prelude::*;
+
+mod cache;
+mod chain;
+mod clock;
+mod convert;
+mod credentials;
+mod errors;
+mod provider;
+mod runtime;
+
+/// Size the shared runtime's pools. Takes effect for work started afterwards.
+#[pyfunction]
+#[pyo3(signature = (*, worker_threads=None, max_blocking_threads=None))]
+fn configure_runtime(worker_threads: Option<usize>, max_blocking_threads: Option<usize>) -> PyResult<()> {
+    let current = creds_core::runtime::config();
+    let config = creds_core::runtime::RuntimeConfig {
+        worker_threads: worker_threads.unwrap_or(current.worker_threads),
+        max_blocking_threads: max_blocking_threads.unwrap_or(current.max_blocking_threads),
+    };
+    if config.worker_threads == 0 || config.max_blocking_threads == 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err("pool sizes must be at least 1"));
+    }
+    creds_core::runtime::configure(config);
+    Ok(())
+}
+
+/// The shared runtime's pool sizes.
+#[pyfunction]
+fn runtime_config() -> (usize, usize) {
+    let c = creds_core::runtime::config();
+    (c.worker_threads, c.max_blocking_threads)
+}
+
+/// Registered with `os.register_at_fork(after_in_child=...)`: the parent's runtime threads do
+/// not exist in the child, so a new runtime is built there on first use.
+#[pyfunction]
+fn _after_fork_in_child() {
+    creds_core::runtime::after_fork_in_child();
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::register(m)?;
+    m.add_class::<credentials::PyCredentials>()?;
+    m.add_class::<chain::PyProviderChain>()?;
+    m.add_class::<cache::PyCredentialCache>()?;
+    m.add_class::<clock::PyManualClock>()?;
+    m.add_function(wrap_pyfunction!(configure_runtime, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime_config, m)?)?;
+    m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
+    Ok(())
+}

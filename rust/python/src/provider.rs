@@ -1,0 +1,136 @@
+//! Python objects as core providers. Python code runs only on blocking threads (through
+//! `flight::run_blocking`), attached to the interpreter only there.
+
+use std::sync::Arc;
+
+use creds_core::{
+    flight, Credentials, CredentialsError as CoreError, ProvideCredentials, ProvideFuture, SharedProvider,
+    StaticProvider,
+};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+use tokio::runtime::{Handle, RuntimeFlavor};
+
+use crate::cache::PyCredentialCache;
+use crate::chain::PyProviderChain;
+use crate::credentials::PyCredentials;
+use crate::errors;
+
+/// A Python `Provider` (an object with `provide()`) or a plain callable.
+pub struct PyProvider {
+    call: Arc<Py<PyAny>>,
+    fallback: Option<Arc<Py<PyAny>>>,
+    name: String,
+}
+
+fn display_name(obj: &Bound<'_, PyAny>) -> String {
+    if let Ok(name) = obj.getattr("name") {
+        if let Ok(name) = name.cast::<PyString>() {
+            return name.to_string();
+        }
+    }
+    for attr in ["__qualname__", "__name__"] {
+        if let Ok(name) = obj.getattr(attr).and_then(|n| n.extract::<String>()) {
+            return name;
+        }
+    }
+    obj.get_type().qualname().map(|n| n.to_string()).unwrap_or_else(|_| "provider".to_owned())
+}
+
+/// The core provider for a Python object: a `ProviderChain`, a `CredentialCache` (served
+/// through its cache), fixed `Credentials`, a `Provider`, or a callable.
+pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<SharedProvider> {
+    if let Ok(chain) = obj.cast::<PyProviderChain>() {
+        return Ok(chain.get().shared());
+    }
+    if let Ok(cache) = obj.cast::<PyCredentialCache>() {
+        return Ok(cache.get().as_provider());
+    }
+    if let Ok(credentials) = obj.cast::<PyCredentials>() {
+        return Ok(Arc::new(StaticProvider::new(credentials.get().inner.clone())));
+    }
+    let name = display_name(obj);
+    let provide = obj.getattr("provide").ok().filter(|p| p.is_callable());
+    let call = match provide {
+        Some(method) => method,
+        None if obj.is_callable() => obj.clone(),
+        None => {
+            let type_name = obj.get_type().qualname().map(|n| n.to_string()).unwrap_or_default();
+            return Err(PyTypeError::new_err(format!(
+                "a provider must be a creds_core.Provider (an object with provide()), a callable, \
+                 a ProviderChain, a CredentialCache or Credentials; got {type_name}"
+            )));
+        }
+    };
+    let fallback = obj.getattr("fallback_on_interrupt").ok().filter(|f| f.is_callable());
+    Ok(Arc::new(PyProvider {
+        call: Arc::new(call.unbind()),
+        fallback: fallback.map(|f| Arc::new(f.unbind())),
+        name,
+    }))
+}
+
+/// What a provider returned, as credentials: `Credentials`, a mapping, or None ("not loaded").
+/// An awaitable is first run to completion on this (blocking) thread.
+fn convert_answer(value: &Bound<'_, PyAny>) -> Result<Credentials, CoreError> {
+    let py = value.py();
+    let value = if value.hasattr("__await__").unwrap_or(false) {
+        py.import("creds_core._provider")
+            .and_then(|m| m.getattr("run_awaitable"))
+            .and_then(|run| run.call1((value,)))
+            .map_err(|e| errors::from_pyerr(py, e))?
+    } else {
+        value.clone()
+    };
+    if value.is_none() {
+        return Err(CoreError::not_loaded("the provider returned None (no credentials here)"));
+    }
+    if let Ok(credentials) = value.cast::<PyCredentials>() {
+        return Ok(credentials.get().inner.clone());
+    }
+    crate::convert::credentials_from_mapping(&value)
+        .map_err(|e| CoreError::recoverable(format!("the provider's answer is unusable: {e}")))
+}
+
+impl ProvideCredentials for PyProvider {
+    fn provide(&self) -> ProvideFuture<'_> {
+        let call = Arc::clone(&self.call);
+        Box::pin(async move {
+            let answer = flight::run_blocking(move || {
+                Python::attach(|py| match call.bind(py).call0() {
+                    Ok(value) => convert_answer(&value),
+                    Err(e) => Err(errors::from_pyerr(py, e)),
+                })
+            })
+            .await;
+            answer.unwrap_or_else(|| {
+                Err(CoreError::recoverable("the provider call was dropped before it ran (shutting down?)"))
+            })
+        })
+    }
+
+    fn fallback_on_interrupt(&self) -> Option<Credentials> {
+        let fallback = self.fallback.as_ref()?;
+        let call = || {
+            Python::attach(|py| {
+                let value = fallback.bind(py).call0().ok()?;
+                if value.is_none() {
+                    return None;
+                }
+                convert_answer(&value).ok()
+            })
+        };
+        // On a runtime worker (the async API), hand the worker's tasks off first: Python must
+        // not run where it would stall the runtime.
+        if Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread) {
+            tokio::task::block_in_place(call)
+        } else {
+            call()
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}

@@ -1,0 +1,84 @@
+//! How Python waits: every blocking call detaches from the interpreter and blocks on the
+//! shared runtime in short slices, checking for signals between them so that Ctrl-C reaches
+//! a waiting thread; every async call is `future_into_py` on the same runtime.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use creds_core::runtime as core_runtime;
+use pyo3::prelude::*;
+use pyo3_async_runtimes::generic::{ContextExt, Runtime};
+use pyo3_async_runtimes::TaskLocals;
+
+/// How often a waiting thread looks for a pending signal (Ctrl-C).
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+/// Block until `fut` completes, without holding the GIL, interruptible by signals.
+pub fn wait<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
+where
+    T: Send,
+    F: Future<Output = T> + Send,
+{
+    let mut fut = Box::pin(fut);
+    loop {
+        let slice = py.detach(|| {
+            core_runtime::block_on(async { tokio::time::timeout(SIGNAL_CHECK, &mut fut).await.ok() })
+        });
+        if let Some(value) = slice {
+            return Ok(value);
+        }
+        // Raises KeyboardInterrupt (and drops the wait; the refresh itself goes on).
+        py.check_signals()?;
+    }
+}
+
+/// The shared, fork-safe runtime as a `pyo3-async-runtimes` runtime.
+pub struct SharedRuntime;
+
+tokio::task_local! {
+    static TASK_LOCALS: std::cell::OnceCell<TaskLocals>;
+}
+
+impl Runtime for SharedRuntime {
+    type JoinError = tokio::task::JoinError;
+    type JoinHandle = tokio::task::JoinHandle<()>;
+
+    fn spawn<F>(fut: F) -> Self::JoinHandle
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        core_runtime::handle().spawn(fut)
+    }
+
+    fn spawn_blocking<F>(f: F) -> Self::JoinHandle
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        core_runtime::handle().spawn_blocking(f)
+    }
+}
+
+impl ContextExt for SharedRuntime {
+    fn scope<F, R>(locals: TaskLocals, fut: F) -> Pin<Box<dyn Future<Output = R> + Send>>
+    where
+        F: Future<Output = R> + Send + 'static,
+    {
+        let cell = std::cell::OnceCell::new();
+        let _ = cell.set(locals);
+        Box::pin(TASK_LOCALS.scope(cell, fut))
+    }
+
+    fn get_task_locals() -> Option<TaskLocals> {
+        TASK_LOCALS.try_with(|c| c.get().cloned()).unwrap_or_default()
+    }
+}
+
+/// An awaitable for `fut`, resolved on the shared runtime.
+pub fn future_into_py<F, T>(py: Python<'_>, fut: F) -> PyResult<Bound<'_, PyAny>>
+where
+    F: Future<Output = PyResult<T>> + Send + 'static,
+    T: for<'py> IntoPyObject<'py> + Send + 'static,
+{
+    pyo3_async_runtimes::generic::future_into_py::<SharedRuntime, F, T>(py, fut)
+}
