@@ -393,14 +393,7 @@ impl CredentialCache {
                     "the source returned credentials that had already expired (a stale answer)",
                 ))
             }
-            Ok(credentials) => {
-                let credentials = if credentials.provider_name().is_none() {
-                    credentials.with_provider_name(Some(inner.provider.name().to_owned()))
-                } else {
-                    credentials
-                };
-                Ok(Arc::new(Entry::new(credentials)))
-            }
+            Ok(credentials) => Ok(Arc::new(Entry::new(credentials.or_provider_name(inner.provider.name())))),
             Err(e) => Err(e.with_provider(inner.provider.name())),
         };
         match &outcome {
@@ -477,7 +470,7 @@ impl CredentialCache {
                 flight.abandoned.store(true, Ordering::SeqCst);
                 if let Some(credentials) = inner.provider.fallback_on_interrupt() {
                     bump(&inner.stats.fallbacks);
-                    return Ok(Arc::new(Entry::new(credentials)));
+                    return Ok(Arc::new(Entry::new(credentials.or_provider_name(inner.provider.name()))));
                 }
                 match self.last_good() {
                     Some(entry) => {

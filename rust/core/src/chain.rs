@@ -66,14 +66,7 @@ impl ProvideCredentials for ProviderChain {
             let mut tried = String::new();
             for provider in &self.providers {
                 match provider.provide().await {
-                    Ok(credentials) => {
-                        let credentials = if credentials.provider_name().is_none() {
-                            credentials.with_provider_name(Some(provider.name().to_owned()))
-                        } else {
-                            credentials
-                        };
-                        return Ok(credentials);
-                    }
+                    Ok(credentials) => return Ok(credentials.or_provider_name(provider.name())),
                     Err(e) if e.kind() == ErrorKind::NotLoaded => {
                         let _ = write!(tried, "\n  - {}: {}", provider.name(), e.message());
                     }
@@ -89,7 +82,10 @@ impl ProvideCredentials for ProviderChain {
     }
 
     fn fallback_on_interrupt(&self) -> Option<Credentials> {
-        let mut fallbacks = self.providers.iter().filter_map(|p| p.fallback_on_interrupt());
+        let mut fallbacks = self
+            .providers
+            .iter()
+            .filter_map(|p| p.fallback_on_interrupt().map(|c| c.or_provider_name(p.name())));
         match self.policy {
             FallbackPolicy::Precedence => fallbacks.next(),
             // `None` expiry never expires, so it ranks last-expiring.

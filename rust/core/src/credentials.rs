@@ -49,6 +49,16 @@ impl Credentials {
         self.map(|inner| inner.provider_name = provider_name)
     }
 
+    /// Tagged with `name` unless already tagged.
+    #[must_use]
+    pub fn or_provider_name(self, name: &str) -> Self {
+        if self.0.provider_name.is_some() {
+            self
+        } else {
+            self.with_provider_name(Some(name.to_owned()))
+        }
+    }
+
     fn map(self, f: impl FnOnce(&mut Inner)) -> Self {
         let mut inner = Arc::try_unwrap(self.0).unwrap_or_else(|shared| Inner {
             access_key_id: shared.access_key_id.clone(),

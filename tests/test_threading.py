@@ -1,0 +1,172 @@
+"""The threading rules: no deadlock with nested lookups on a tiny pool, cycles found, the GIL
+released while waiting, safe from asyncio threads, Ctrl-C and fork."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+import creds_core
+from creds_core import CredentialCache, CredentialCycleError, Credentials, Provider
+from helpers import Scripted, creds
+
+
+@pytest.fixture
+def tiny_pool() -> Iterator[None]:
+    before = creds_core.runtime_config()
+    creds_core.configure_runtime(worker_threads=1, max_blocking_threads=4)
+    yield
+    creds_core.configure_runtime(worker_threads=before[0], max_blocking_threads=before[1])
+
+
+class AssumeRoleLike(Provider):
+    """Needs credentials of its own (like an assume-role provider asking its source cache)."""
+
+    def __init__(self, source: CredentialCache, n: int) -> None:
+        self.source = source
+        self.n = n
+        self.name = f"role-{n}"
+
+    def provide(self) -> Credentials:
+        source = self.source.get()  # nested lookup, on a provider thread
+        time.sleep(0.001)  # the "STS call"
+        return creds(f"ROLE{self.n}-{source.access_key_id}", lifetime=3600)
+
+
+def test_a_thousand_nested_lookups_complete_on_a_pool_of_four(tiny_pool: None) -> None:
+    n = 1000
+    sources = [CredentialCache(Scripted(lambda k, i=i: creds(f"SRC{i}", lifetime=3600))) for i in range(n)]
+    roles = [CredentialCache(AssumeRoleLike(sources[i], i)) for i in range(n)]
+    started = time.monotonic()
+    with ThreadPoolExecutor(64) as pool:
+        keys = list(pool.map(lambda c: c.get().access_key_id, roles, timeout=60))
+    assert time.monotonic() - started < 60
+    assert keys == [f"ROLE{i}-SRC{i}" for i in range(n)]
+    assert all(s.stats()["source_calls"] == 1 for s in sources)
+
+
+def test_nested_lookups_sharing_one_source_complete_on_a_pool_of_four(tiny_pool: None) -> None:
+    source_provider = Scripted(lambda k: creds(f"SRC{k}", lifetime=3600))
+    source = CredentialCache(source_provider)
+    roles = [CredentialCache(AssumeRoleLike(source, i)) for i in range(200)]
+    with ThreadPoolExecutor(64) as pool:
+        keys = list(pool.map(lambda c: c.get().access_key_id, roles, timeout=60))
+    assert keys == [f"ROLE{i}-SRC1" for i in range(200)]
+    assert source_provider.calls == 1
+
+
+def test_a_provider_that_needs_its_own_cache_gets_a_cycle_error() -> None:
+    holder: dict[str, CredentialCache] = {}
+    holder["self"] = CredentialCache(lambda: holder["self"].get(), name="selfish")
+    started = time.monotonic()
+    with pytest.raises(CredentialCycleError, match="selfish"):
+        holder["self"].get()
+    assert time.monotonic() - started < 2
+
+
+def test_two_providers_that_need_each_other_get_a_cycle_error() -> None:
+    holder: dict[str, CredentialCache] = {}
+    holder["a"] = CredentialCache(lambda: holder["b"].get(), name="a", load_timeout=30)
+    holder["b"] = CredentialCache(lambda: holder["a"].get(), name="b", load_timeout=30)
+    started = time.monotonic()
+    with pytest.raises(CredentialCycleError):
+        holder["a"].get()
+    assert time.monotonic() - started < 5
+
+
+def test_get_from_a_thread_running_an_asyncio_loop_works() -> None:
+    cache = CredentialCache(lambda: creds("AK", lifetime=3600))
+
+    async def main() -> tuple[str, str]:
+        blocking = cache.get()  # the blocking door, on the loop's thread
+        awaited = await cache.get_async()
+        return blocking.access_key_id, awaited.access_key_id
+
+    assert asyncio.run(main()) == ("AK", "AK")
+
+
+def test_waiting_for_a_refresh_releases_the_gil() -> None:
+    gate = threading.Event()
+    p = Scripted(lambda n: creds("AK", lifetime=3600))
+    p.gate = gate
+    cache = CredentialCache(p)
+    counter = {"n": 0}
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            counter["n"] += 1
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    threading.Timer(0.5, gate.set).start()
+    before = counter["n"]
+    cache.get()  # waits ~0.5 s
+    progressed = counter["n"] - before
+    stop.set()
+    spinner.join()
+    assert progressed > 10_000
+
+
+def test_ctrl_c_interrupts_a_thread_waiting_for_credentials() -> None:
+    gate = threading.Event()
+    p = Scripted(lambda n: creds("AK", lifetime=3600))
+    p.gate = gate
+    cache = CredentialCache(p, load_timeout=30)
+    main = threading.main_thread()
+    assert threading.current_thread() is main
+    timer = threading.Timer(0.3, lambda: signal.pthread_kill(main.ident or 0, signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        cache.get()
+    assert time.monotonic() - started < 2
+    gate.set()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_cache_used_before_fork_keeps_working_and_refreshing_in_the_child() -> None:
+    p = Scripted(lambda n: creds(f"AK{n}", lifetime=3600))
+    cache = CredentialCache(p)
+    assert cache.get().access_key_id == "AK1"
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 1
+        try:
+            ok = cache.get().access_key_id == "AK1"
+            cache.invalidate("AK1")
+            ok = ok and cache.get().access_key_id == "AK2"  # a refresh in the child
+            code = 0 if ok else 2
+        finally:
+            os.write(w, bytes([code]))
+            os._exit(code)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    assert os.read(r, 1) == b"\x00"
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert cache.get().access_key_id == "AK1"  # the parent is untouched
+
+
+def test_every_provider_call_runs_off_the_calling_thread_and_off_the_loop() -> None:
+    seen: list[Any] = []
+
+    def provider() -> Credentials:
+        seen.append(threading.get_ident())
+        return creds("AK", lifetime=3600)
+
+    cache = CredentialCache(provider)
+
+    async def main() -> None:
+        await cache.get_async()
+
+    asyncio.run(main())
+    assert seen and seen[0] != threading.get_ident()
