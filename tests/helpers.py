@@ -14,7 +14,11 @@ TOKEN = "TOKEN-SENTINEL-FwoGZXIvYXdzE"
 
 
 def creds(
-    key: str, expiry: datetime | None = None, *, lifetime: float | None = None, now: datetime | None = None
+    key: str,
+    expiry: datetime | None = None,
+    *,
+    lifetime: float | None = None,
+    now: datetime | None = None,
 ) -> Credentials:
     """Credentials with sentinel secrets, expiring at `expiry` or `lifetime` seconds from `now`."""
     if expiry is None and lifetime is not None:

@@ -84,7 +84,9 @@ def test_many_callers_on_an_empty_cache_make_one_source_call() -> None:
 def test_windows_follow_the_credential_lifetime() -> None:
     clock = ManualClock()
     for lifetime, advisory in ((900, 300), (3600, 900), (6 * 3600, 3600)):
-        cache = CredentialCache(lambda lt=lifetime: creds("AK", lifetime=lt, now=clock.now()), clock=clock)
+        cache = CredentialCache(
+            lambda lt=lifetime: creds("AK", lifetime=lt, now=clock.now()), clock=clock
+        )
         cache.get()
         info = cache.inspect()
         assert (info["advisory_window"], info["mandatory_window"]) == (advisory, 60)
@@ -94,7 +96,9 @@ def test_windows_follow_the_credential_lifetime() -> None:
 
 def test_configured_advisory_window_overrides_the_table() -> None:
     clock = ManualClock()
-    cache = CredentialCache(lambda: creds("AK", lifetime=3600, now=clock.now()), clock=clock, advisory_window=120)
+    cache = CredentialCache(
+        lambda: creds("AK", lifetime=3600, now=clock.now()), clock=clock, advisory_window=120
+    )
     cache.get()
     assert cache.inspect()["advisory_window"] == 120
 
@@ -289,12 +293,22 @@ def test_invalidate_does_not_break_an_active_backoff() -> None:
         (lambda: 42, "expected Credentials, a mapping or None, got int"),
         (lambda: {"AccessKeyId": "AK"}, "no secret access key"),
         (lambda: {"AccessKeyId": "AK", "SecretAccessKey": ""}, "SecretAccessKey is empty"),
-        (lambda: {"AccessKeyId": "AK", "SecretAccessKey": SECRET, "Expiration": "later"}, "Expiration"),
         (
-            lambda: {"AccessKeyId": "AK", "SecretAccessKey": SECRET, "Expiration": "2030-01-01T00:00:00"},
+            lambda: {"AccessKeyId": "AK", "SecretAccessKey": SECRET, "Expiration": "later"},
+            "Expiration",
+        ),
+        (
+            lambda: {
+                "AccessKeyId": "AK",
+                "SecretAccessKey": SECRET,
+                "Expiration": "2030-01-01T00:00:00",
+            },
             "no time zone",
         ),
-        (lambda: (_ for _ in ()).throw(ValueError("bad config value")), "ValueError: bad config value"),
+        (
+            lambda: (_ for _ in ()).throw(ValueError("bad config value")),
+            "ValueError: bad config value",
+        ),
     ],
 )
 def test_bad_answers_raise_a_credentials_error_naming_the_provider_and_the_cache_keeps_serving(
@@ -370,7 +384,9 @@ def test_get_async_awaits_the_same_single_flight() -> None:
         ({"limiter": object()}, TypeError),
     ],
 )
-def test_out_of_range_options_are_rejected_at_construction(options: dict[str, Any], error: type) -> None:
+def test_out_of_range_options_are_rejected_at_construction(
+    options: dict[str, Any], error: type
+) -> None:
     with pytest.raises(error):
         CredentialCache(lambda: None, **options)
 
@@ -420,7 +436,9 @@ def test_chain_fallback_policies_precedence_and_recency() -> None:
     assert fb is not None and fb.access_key_id == "EARLY"
     fb = ProviderChain([early, late], fallback="recency").fallback_on_interrupt()
     assert fb is not None and fb.access_key_id == "LATE"
-    nested = ProviderChain([ProviderChain([early, late], fallback="recency"), Scripted(lambda n: None)])
+    nested = ProviderChain(
+        [ProviderChain([early, late], fallback="recency"), Scripted(lambda n: None)]
+    )
     fb = nested.fallback_on_interrupt()
     assert fb is not None and fb.access_key_id == "LATE"
 

@@ -27,7 +27,9 @@ def test_expiry_accepts_aware_datetime_iso_string_and_epoch_seconds() -> None:
     assert Credentials("a", "s").expiry is None
 
 
-@pytest.mark.parametrize("bad", [datetime(2030, 1, 1), "tomorrow", "2030-13-45T00:00:00Z", True, [1]])
+@pytest.mark.parametrize(
+    "bad", [datetime(2030, 1, 1), "tomorrow", "2030-13-45T00:00:00Z", True, [1]]
+)
 def test_naive_or_unparsable_expiry_is_a_value_error(bad: object) -> None:
     with pytest.raises(ValueError, match="expiry"):
         Credentials("a", "s", expiry=bad)  # type: ignore[arg-type]
@@ -50,7 +52,12 @@ def test_credentials_are_immutable_and_not_picklable() -> None:
 
 def test_from_mapping_reads_botocore_metadata_keys() -> None:
     c = Credentials.from_mapping(
-        {"access_key": "AK", "secret_key": SECRET, "token": TOKEN, "expiry_time": "2030-01-01T00:00:00Z"}
+        {
+            "access_key": "AK",
+            "secret_key": SECRET,
+            "token": TOKEN,
+            "expiry_time": "2030-01-01T00:00:00Z",
+        }
     )
     assert (c.access_key_id, c.secret_access_key, c.session_token) == ("AK", SECRET, TOKEN)
     assert c.expiry == datetime(2030, 1, 1, tzinfo=timezone.utc)
@@ -59,7 +66,12 @@ def test_from_mapping_reads_botocore_metadata_keys() -> None:
 def test_from_mapping_reads_sts_keys_with_a_datetime_expiration() -> None:
     exp = datetime.now(timezone.utc) + timedelta(hours=1)
     c = Credentials.from_mapping(
-        {"AccessKeyId": "ASIA1", "SecretAccessKey": SECRET, "SessionToken": TOKEN, "Expiration": exp}
+        {
+            "AccessKeyId": "ASIA1",
+            "SecretAccessKey": SECRET,
+            "SessionToken": TOKEN,
+            "Expiration": exp,
+        }
     )
     assert (c.access_key_id, c.session_token, c.expiry) == ("ASIA1", TOKEN, exp)
 
@@ -77,7 +89,9 @@ def test_from_mapping_reads_credential_process_and_container_keys() -> None:
         provider_name="custom-process",
     )
     assert (c.account_id, c.provider_name) == ("123456789012", "custom-process")
-    container = Credentials.from_mapping({"AccessKeyId": "AKC", "SecretAccessKey": SECRET, "Token": TOKEN})
+    container = Credentials.from_mapping(
+        {"AccessKeyId": "AKC", "SecretAccessKey": SECRET, "Token": TOKEN}
+    )
     assert container.session_token == TOKEN
 
 
@@ -91,14 +105,18 @@ def test_from_mapping_reads_credential_process_and_container_keys() -> None:
         ({"AccessKeyId": "AK", "SecretAccessKey": SECRET, "Expiration": "soon"}, "Expiration"),
     ],
 )
-def test_from_mapping_names_the_problem_and_never_the_values(mapping: dict[str, object], message: str) -> None:
+def test_from_mapping_names_the_problem_and_never_the_values(
+    mapping: dict[str, object], message: str
+) -> None:
     with pytest.raises(ValueError, match=message) as info:
         Credentials.from_mapping(mapping)
     assert SECRET not in str(info.value)
 
 
 def test_to_botocore_gives_read_only_credentials() -> None:
-    assert Credentials("AK", SECRET, TOKEN).to_botocore() == ReadOnlyCredentials("AK", SECRET, TOKEN)
+    assert Credentials("AK", SECRET, TOKEN).to_botocore() == ReadOnlyCredentials(
+        "AK", SECRET, TOKEN
+    )
 
 
 def test_equal_credentials_compare_equal() -> None:

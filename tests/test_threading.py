@@ -43,7 +43,9 @@ class AssumeRoleLike(Provider):
 
 def test_a_thousand_nested_lookups_complete_on_a_pool_of_four(tiny_pool: None) -> None:
     n = 1000
-    sources = [CredentialCache(Scripted(lambda k, i=i: creds(f"SRC{i}", lifetime=3600))) for i in range(n)]
+    sources = [
+        CredentialCache(Scripted(lambda k, i=i: creds(f"SRC{i}", lifetime=3600))) for i in range(n)
+    ]
     roles = [CredentialCache(AssumeRoleLike(sources[i], i)) for i in range(n)]
     started = time.monotonic()
     with ThreadPoolExecutor(64) as pool:

@@ -4,6 +4,22 @@ from typing import Any, Literal, final
 
 from botocore.credentials import ReadOnlyCredentials
 
+__all__ = [
+    "CredentialCache",
+    "CredentialCycleError",
+    "Credentials",
+    "CredentialsError",
+    "CredentialsNotLoaded",
+    "ManualClock",
+    "NonRecoverableError",
+    "ProviderChain",
+    "ProviderError",
+    "ProviderTimedOut",
+    "configure_runtime",
+    "runtime_config",
+    "_after_fork_in_child",
+]
+
 class CredentialsError(Exception):
     provider: str | None
     code: str | None
@@ -43,9 +59,8 @@ class Credentials:
     @property
     def provider_name(self) -> str | None: ...
     def to_botocore(self) -> ReadOnlyCredentials: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
-    def __reduce__(self) -> None: ...
 
 @final
 class ProviderChain:

@@ -28,7 +28,10 @@ pub struct Entry {
 impl Entry {
     #[must_use]
     pub fn new(credentials: Credentials) -> Self {
-        Self { credentials, attachment: OnceLock::new() }
+        Self {
+            credentials,
+            attachment: OnceLock::new(),
+        }
     }
 
     #[must_use]
@@ -44,7 +47,9 @@ impl Entry {
 
     /// The attachment, made by `make` on first use. `None` if a value of another type is there.
     pub fn attachment_or_init<T: Any + Send + Sync>(&self, make: impl FnOnce() -> T) -> Option<&T> {
-        self.attachment.get_or_init(|| Box::new(make())).downcast_ref::<T>()
+        self.attachment
+            .get_or_init(|| Box::new(make()))
+            .downcast_ref::<T>()
     }
 }
 
@@ -77,7 +82,11 @@ impl Flight {
             Ok(value) => value.clone(),
             Err(_) => None,
         };
-        outcome.unwrap_or_else(|| Err(CredentialsError::recoverable("the refresh was abandoned before it finished")))
+        outcome.unwrap_or_else(|| {
+            Err(CredentialsError::recoverable(
+                "the refresh was abandoned before it finished",
+            ))
+        })
     }
 }
 
@@ -125,11 +134,12 @@ impl State {
     }
 
     fn refold(mut self) -> Self {
-        self.fresh_until = if self.entry.is_some() && !self.invalidated && self.backoff_until.is_none() {
-            self.windows.refresh_at
-        } else {
-            SystemTime::UNIX_EPOCH
-        };
+        self.fresh_until =
+            if self.entry.is_some() && !self.invalidated && self.backoff_until.is_none() {
+                self.windows.refresh_at
+            } else {
+                SystemTime::UNIX_EPOCH
+            };
         self
     }
 }
@@ -218,7 +228,9 @@ pub struct CredentialCache {
 
 impl std::fmt::Debug for CredentialCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CredentialCache").field("name", &self.inner.name).finish_non_exhaustive()
+        f.debug_struct("CredentialCache")
+            .field("name", &self.inner.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -321,25 +333,39 @@ impl CredentialCache {
                 Decision::Serve => return Ok(state.entry.clone().expect("Serve implies an entry")),
                 Decision::ServeRateLimited => {
                     bump(&inner.stats.rate_limited);
-                    return Ok(state.entry.clone().expect("ServeRateLimited implies an entry"));
+                    return Ok(state
+                        .entry
+                        .clone()
+                        .expect("ServeRateLimited implies an entry"));
                 }
                 Decision::RaiseCachedError => {
                     bump(&inner.stats.cached_errors);
-                    return Err(state.error.clone().expect("RaiseCachedError implies an error").0);
+                    return Err(state
+                        .error
+                        .clone()
+                        .expect("RaiseCachedError implies an error")
+                        .0);
                 }
                 Decision::ServeAndRefresh => {
-                    let cached = state.entry.clone().expect("ServeAndRefresh implies an entry");
+                    let cached = state
+                        .entry
+                        .clone()
+                        .expect("ServeAndRefresh implies an entry");
                     if state.live_flight().is_some() {
                         return Ok(cached);
                     }
-                    let Some(flight) = self.try_start(&state, parent.as_ref()) else { continue };
+                    let Some(flight) = self.try_start(&state, parent.as_ref()) else {
+                        continue;
+                    };
                     return Ok(match inner.policy.advisory_refresh {
                         AdvisoryRefresh::Background => {
                             bump(&inner.stats.background_refreshes);
                             cached
                         }
                         // The winner waits; any failure still leaves valid credentials to serve.
-                        AdvisoryRefresh::Inline => self.wait(&flight, parent.as_ref()).await.unwrap_or(cached),
+                        AdvisoryRefresh::Inline => {
+                            self.wait(&flight, parent.as_ref()).await.unwrap_or(cached)
+                        }
                     });
                 }
                 Decision::Wait => {
@@ -366,7 +392,10 @@ impl CredentialCache {
             result: watch::channel(None).0,
             abandoned: AtomicBool::new(false),
         });
-        let next = Arc::new(State { flight: Some(Arc::clone(&flight)), ..State::clone(seen) });
+        let next = Arc::new(State {
+            flight: Some(Arc::clone(&flight)),
+            ..State::clone(seen)
+        });
         let previous = inner.state.compare_and_swap(seen, next);
         if !Arc::ptr_eq(&previous, seen) {
             return None;
@@ -381,10 +410,17 @@ impl CredentialCache {
     async fn run_flight(self, flight: Arc<Flight>) {
         let inner = &self.inner;
         bump(&inner.stats.source_calls);
-        let provide = flight::scope(Arc::clone(&flight.ctx), inner.provider.provide());
-        let result = std::panic::AssertUnwindSafe(provide).catch_unwind().await.unwrap_or_else(|_| {
-            Err(CredentialsError::recoverable("the provider panicked; see the log for its message"))
-        });
+        // `provide()` is called inside the guarded future, so that a provider panicking before
+        // it returns a future fails this flight instead of killing the task and wedging the cache.
+        let provide = flight::scope(Arc::clone(&flight.ctx), async { inner.provider.provide().await });
+        let result = std::panic::AssertUnwindSafe(provide)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| {
+                Err(CredentialsError::recoverable(
+                    "the provider panicked; see the log for its message",
+                ))
+            });
         let now = inner.clock.now();
         let outcome = match result {
             Ok(credentials) if credentials.is_expired(now) => {
@@ -393,7 +429,9 @@ impl CredentialCache {
                     "the source returned credentials that had already expired (a stale answer)",
                 ))
             }
-            Ok(credentials) => Ok(Arc::new(Entry::new(credentials.or_provider_name(inner.provider.name())))),
+            Ok(credentials) => Ok(Arc::new(Entry::new(
+                credentials.or_provider_name(inner.provider.name()),
+            ))),
             Err(e) => Err(e.with_provider(inner.provider.name())),
         };
         match &outcome {
@@ -403,12 +441,20 @@ impl CredentialCache {
         if flight.abandoned.load(Ordering::SeqCst) {
             bump(&inner.stats.late_results);
         }
-        inner.state.rcu(|current| self.apply(current, &flight, &outcome, now));
+        inner
+            .state
+            .rcu(|current| self.apply(current, &flight, &outcome, now));
         // Publish after the state: a woken waiter that reads the state sees the new one.
         flight.result.send_replace(Some(outcome));
     }
 
-    fn apply(&self, current: &Arc<State>, flight: &Arc<Flight>, outcome: &Outcome, now: SystemTime) -> State {
+    fn apply(
+        &self,
+        current: &Arc<State>,
+        flight: &Arc<Flight>,
+        outcome: &Outcome,
+        now: SystemTime,
+    ) -> State {
         let policy = &self.inner.policy;
         let mut next = State::clone(current);
         if next.flight.as_ref().is_some_and(|f| Arc::ptr_eq(f, flight)) {
@@ -426,9 +472,13 @@ impl CredentialCache {
             Err(e) => {
                 next.last_error = Some(e.clone());
                 if e.is_recoverable() && next.entry.is_some() {
-                    next.backoff_until = Some(now + RefreshPolicy::pick(policy.refresh_backoff, rand::random()));
+                    next.backoff_until =
+                        Some(now + RefreshPolicy::pick(policy.refresh_backoff, rand::random()));
                 } else {
-                    next.error = Some((e.clone(), now + RefreshPolicy::pick(policy.error_cache, rand::random())));
+                    next.error = Some((
+                        e.clone(),
+                        now + RefreshPolicy::pick(policy.error_cache, rand::random()),
+                    ));
                 }
             }
         }
@@ -470,14 +520,17 @@ impl CredentialCache {
                 flight.abandoned.store(true, Ordering::SeqCst);
                 if let Some(credentials) = inner.provider.fallback_on_interrupt() {
                     bump(&inner.stats.fallbacks);
-                    return Ok(Arc::new(Entry::new(credentials.or_provider_name(inner.provider.name()))));
+                    return Ok(Arc::new(Entry::new(
+                        credentials.or_provider_name(inner.provider.name()),
+                    )));
                 }
                 match self.last_good() {
                     Some(entry) => {
                         bump(&inner.stats.static_stability);
                         Ok(entry)
                     }
-                    None => Err(CredentialsError::timed_out(inner.policy.load_timeout).with_provider(inner.provider.name())),
+                    None => Err(CredentialsError::timed_out(inner.policy.load_timeout)
+                        .with_provider(inner.provider.name())),
                 }
             }
         }
@@ -537,7 +590,10 @@ impl CredentialCache {
             mandatory_window: has_windows.then_some(state.windows.mandatory),
             refresh_at: has_windows.then_some(state.windows.refresh_at),
             mandatory_at: has_windows.then_some(state.windows.mandatory_at),
-            next_refresh_allowed_at: [state.backoff_until, error_until].into_iter().flatten().max(),
+            next_refresh_allowed_at: [state.backoff_until, error_until]
+                .into_iter()
+                .flatten()
+                .max(),
             error_cached_until: error_until,
             last_error: state.last_error.as_ref().map(ToString::to_string),
             refreshing: state.live_flight().is_some(),

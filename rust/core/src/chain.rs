@@ -41,12 +41,20 @@ pub struct ProviderChain {
 impl ProviderChain {
     /// A chain over `providers`, named after them unless `name` is given.
     #[must_use]
-    pub fn new(providers: Vec<SharedProvider>, policy: FallbackPolicy, name: Option<String>) -> Self {
+    pub fn new(
+        providers: Vec<SharedProvider>,
+        policy: FallbackPolicy,
+        name: Option<String>,
+    ) -> Self {
         let name = name.unwrap_or_else(|| {
             let names: Vec<&str> = providers.iter().map(|p| p.name()).collect();
             format!("chain({})", names.join(", "))
         });
-        Self { name, providers, policy }
+        Self {
+            name,
+            providers,
+            policy,
+        }
     }
 
     #[must_use]
@@ -75,21 +83,27 @@ impl ProvideCredentials for ProviderChain {
             }
             Err(CredentialsError::not_loaded(format!(
                 "no provider in the chain had credentials; tried:{}",
-                if tried.is_empty() { " (no providers)".to_owned() } else { tried }
+                if tried.is_empty() {
+                    " (no providers)".to_owned()
+                } else {
+                    tried
+                }
             ))
             .with_provider(&self.name))
         })
     }
 
     fn fallback_on_interrupt(&self) -> Option<Credentials> {
-        let mut fallbacks = self
-            .providers
-            .iter()
-            .filter_map(|p| p.fallback_on_interrupt().map(|c| c.or_provider_name(p.name())));
+        let mut fallbacks = self.providers.iter().filter_map(|p| {
+            p.fallback_on_interrupt()
+                .map(|c| c.or_provider_name(p.name()))
+        });
         match self.policy {
             FallbackPolicy::Precedence => fallbacks.next(),
             // `None` expiry never expires, so it ranks last-expiring.
-            FallbackPolicy::Recency => fallbacks.max_by_key(|c| c.expiry().map_or((1, None), |e| (0, Some(e)))),
+            FallbackPolicy::Recency => {
+                fallbacks.max_by_key(|c| c.expiry().map_or((1, None), |e| (0, Some(e))))
+            }
         }
     }
 

@@ -56,7 +56,10 @@ impl TokioClock {
     /// A clock whose `now()` starts at `base_wall` and follows tokio's (possibly paused) time.
     #[must_use]
     pub fn starting_at(base_wall: SystemTime) -> Self {
-        Self { base_wall, base: tokio::time::Instant::now() }
+        Self {
+            base_wall,
+            base: tokio::time::Instant::now(),
+        }
     }
 }
 
@@ -66,7 +69,9 @@ impl Clock for TokioClock {
     }
 
     fn sleep_until(&self, deadline: SystemTime) -> Sleep {
-        let offset = deadline.duration_since(self.base_wall).unwrap_or(Duration::ZERO);
+        let offset = deadline
+            .duration_since(self.base_wall)
+            .unwrap_or(Duration::ZERO);
         Box::pin(tokio::time::sleep_until(self.base + offset))
     }
 }
@@ -97,7 +102,11 @@ impl ManualClock {
     #[must_use]
     pub fn new(start: SystemTime) -> Self {
         Self {
-            inner: Mutex::new(ManualInner { now: start, next_id: 0, sleepers: BTreeMap::new() }),
+            inner: Mutex::new(ManualInner {
+                now: start,
+                next_id: 0,
+                sleepers: BTreeMap::new(),
+            }),
         }
     }
 
@@ -132,7 +141,9 @@ impl ManualClock {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ManualInner> {
         // The lock guards plain data and is never held across a panic-prone call.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

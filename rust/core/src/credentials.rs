@@ -131,7 +131,12 @@ mod tests {
 
     #[test]
     fn debug_output_redacts_secret_and_token() {
-        let c = Credentials::new("AKIDEXAMPLE", "SECRET-SENTINEL", Some("TOKEN-SENTINEL".into()), None);
+        let c = Credentials::new(
+            "AKIDEXAMPLE",
+            "SECRET-SENTINEL",
+            Some("TOKEN-SENTINEL".into()),
+            None,
+        );
         let shown = format!("{c:?}");
         assert!(shown.contains("AKIDEXAMPLE"));
         assert!(!shown.contains("SECRET-SENTINEL"));
@@ -142,9 +147,17 @@ mod tests {
     fn builders_keep_every_other_field() {
         let c = Credentials::new("a", "s", Some("t".into()), None);
         let keep = c.clone();
-        let c = c.with_account_id(Some("123".into())).with_provider_name(Some("p".into()));
-        assert_eq!((c.access_key_id(), c.secret_access_key(), c.session_token()), ("a", "s", Some("t")));
-        assert_eq!((c.account_id(), c.provider_name()), (Some("123"), Some("p")));
+        let c = c
+            .with_account_id(Some("123".into()))
+            .with_provider_name(Some("p".into()));
+        assert_eq!(
+            (c.access_key_id(), c.secret_access_key(), c.session_token()),
+            ("a", "s", Some("t"))
+        );
+        assert_eq!(
+            (c.account_id(), c.provider_name()),
+            (Some("123"), Some("p"))
+        );
         assert_eq!(keep.account_id(), None);
     }
 }

@@ -49,7 +49,13 @@ pub struct CredentialsError {
 impl CredentialsError {
     /// An error of `kind` with a message that says what happened and what to do.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, provider: None, message: Arc::from(message.into()), code: None, origin: None }
+        Self {
+            kind,
+            provider: None,
+            message: Arc::from(message.into()),
+            code: None,
+            origin: None,
+        }
     }
 
     /// "no credentials here".
@@ -139,7 +145,10 @@ impl CredentialsError {
     /// Recoverable failures keep the cache serving what it has and start a backoff.
     #[must_use]
     pub fn is_recoverable(&self) -> bool {
-        matches!(self.kind, ErrorKind::Recoverable | ErrorKind::TimedOut | ErrorKind::NotLoaded)
+        matches!(
+            self.kind,
+            ErrorKind::Recoverable | ErrorKind::TimedOut | ErrorKind::NotLoaded
+        )
     }
 
     fn render(&self) -> String {

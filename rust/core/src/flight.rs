@@ -102,10 +102,11 @@ thread_local! {
     static CURRENT: RefCell<Option<Arc<FlightCtx>>> = const { RefCell::new(None) };
 }
 
-/// The flight whose blocking provider work this thread is running, if any.
+/// The flight whose blocking provider work this thread is running, or else the flight whose
+/// provider future this task is running (an async provider awaiting another cache), if any.
 #[must_use]
 pub fn current() -> Option<Arc<FlightCtx>> {
-    CURRENT.with(|c| c.borrow().clone())
+    CURRENT.with(|c| c.borrow().clone()).or_else(|| FLIGHT.try_with(Arc::clone).ok())
 }
 
 /// Run `fut` (a provider's `provide`) as part of flight `ctx`.
@@ -143,7 +144,9 @@ fn spawn_own_thread(job: Arc<Job>) {
         });
     if spawned.is_err() {
         // Out of threads: the pool copy of the job (if any) still runs it later.
-        log::warn!("creds_core: could not start a thread for a nested refresh; it waits for the pool");
+        log::warn!(
+            "creds_core: could not start a thread for a nested refresh; it waits for the pool"
+        );
     }
 }
 

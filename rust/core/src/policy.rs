@@ -74,9 +74,14 @@ impl RefreshPolicy {
         if self.advisory_window.is_some_and(|w| w.is_zero()) {
             return Err("advisory_window must be greater than 0".into());
         }
-        for (name, (lo, hi)) in [("refresh_backoff", self.refresh_backoff), ("error_cache", self.error_cache)] {
+        for (name, (lo, hi)) in [
+            ("refresh_backoff", self.refresh_backoff),
+            ("error_cache", self.error_cache),
+        ] {
             if lo > hi {
-                return Err(format!("{name} must be a (low, high) range with low <= high"));
+                return Err(format!(
+                    "{name} must be a (low, high) range with low <= high"
+                ));
             }
         }
         if !(0.0..1.0).contains(&self.refresh_jitter) {
@@ -100,7 +105,12 @@ impl RefreshPolicy {
     /// Refresh windows of credentials fetched at `fetched_at`. `unit` is a uniform random
     /// number in `[0, 1)` that places the jittered refresh time.
     #[must_use]
-    pub fn windows(&self, fetched_at: SystemTime, expiry: Option<SystemTime>, unit: f64) -> Windows {
+    pub fn windows(
+        &self,
+        fetched_at: SystemTime,
+        expiry: Option<SystemTime>,
+        unit: f64,
+    ) -> Windows {
         let Some(expiry) = expiry else {
             return Windows::never();
         };
@@ -141,7 +151,12 @@ impl Windows {
     pub fn never() -> Self {
         // ~ year 5138: later than any credential expiry, and safe from overflow in additions.
         let far_future = SystemTime::UNIX_EPOCH + Duration::from_secs(100_000_000_000);
-        Self { advisory: Duration::ZERO, mandatory: Duration::ZERO, refresh_at: far_future, mandatory_at: far_future }
+        Self {
+            advisory: Duration::ZERO,
+            mandatory: Duration::ZERO,
+            refresh_at: far_future,
+            mandatory_at: far_future,
+        }
     }
 }
 
@@ -176,7 +191,11 @@ pub enum Decision {
 pub fn decide(view: &View, now: SystemTime) -> Decision {
     let active = |until: Option<SystemTime>| until.is_some_and(|t| now < t);
     if !view.has_credentials {
-        return if active(view.error_until) { Decision::RaiseCachedError } else { Decision::Wait };
+        return if active(view.error_until) {
+            Decision::RaiseCachedError
+        } else {
+            Decision::Wait
+        };
     }
     if active(view.backoff_until) {
         return Decision::ServeRateLimited;
@@ -205,11 +224,20 @@ mod tests {
     }
 
     fn view(windows: Windows) -> View {
-        View { has_credentials: true, windows, backoff_until: None, error_until: None, invalidated: false }
+        View {
+            has_credentials: true,
+            windows,
+            backoff_until: None,
+            error_until: None,
+            invalidated: false,
+        }
     }
 
     fn no_jitter() -> RefreshPolicy {
-        RefreshPolicy { refresh_jitter: 0.0, ..RefreshPolicy::default() }
+        RefreshPolicy {
+            refresh_jitter: 0.0,
+            ..RefreshPolicy::default()
+        }
     }
 
     #[test]
@@ -226,7 +254,10 @@ mod tests {
 
     #[test]
     fn configured_advisory_window_overrides_the_table_and_caps_the_mandatory_window() {
-        let p = RefreshPolicy { advisory_window: Some(Duration::from_secs(30)), ..no_jitter() };
+        let p = RefreshPolicy {
+            advisory_window: Some(Duration::from_secs(30)),
+            ..no_jitter()
+        };
         let w = p.windows(t(0), Some(t(3600)), 0.5);
         assert_eq!(w.advisory, Duration::from_secs(30));
         assert_eq!(w.mandatory, Duration::from_secs(30));
@@ -285,7 +316,11 @@ mod tests {
         assert_eq!(decide(&v, t(2800)), Decision::ServeAndRefresh);
         assert_eq!(decide(&v, t(3541)), Decision::RaiseCachedError);
         assert_eq!(decide(&v, t(3545)), Decision::Wait);
-        let empty = View { has_credentials: false, error_until: Some(t(5)), ..v };
+        let empty = View {
+            has_credentials: false,
+            error_until: Some(t(5)),
+            ..v
+        };
         assert_eq!(decide(&empty, t(4)), Decision::RaiseCachedError);
         assert_eq!(decide(&empty, t(5)), Decision::Wait);
     }
@@ -296,10 +331,19 @@ mod tests {
             refresh_backoff: (Duration::from_secs(10), Duration::from_secs(1)),
             ..RefreshPolicy::default()
         };
-        assert!(bad_backoff.validate().unwrap_err().contains("refresh_backoff"));
-        let bad_timeout = RefreshPolicy { load_timeout: Duration::ZERO, ..RefreshPolicy::default() };
+        assert!(bad_backoff
+            .validate()
+            .unwrap_err()
+            .contains("refresh_backoff"));
+        let bad_timeout = RefreshPolicy {
+            load_timeout: Duration::ZERO,
+            ..RefreshPolicy::default()
+        };
         assert!(bad_timeout.validate().unwrap_err().contains("load_timeout"));
         assert!(RefreshPolicy::default().validate().is_ok());
-        assert_eq!(RefreshPolicy::pick((Duration::from_secs(300), Duration::from_secs(600)), 0.5), Duration::from_secs(450));
+        assert_eq!(
+            RefreshPolicy::pick((Duration::from_secs(300), Duration::from_secs(600)), 0.5),
+            Duration::from_secs(450)
+        );
     }
 }

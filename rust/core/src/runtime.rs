@@ -18,7 +18,10 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { worker_threads: 2, max_blocking_threads: 64 }
+        Self {
+            worker_threads: 2,
+            max_blocking_threads: 64,
+        }
     }
 }
 
@@ -29,8 +32,14 @@ struct Global {
     retired: Vec<Arc<Runtime>>,
 }
 
-static GLOBAL: Mutex<Global> =
-    Mutex::new(Global { config: RuntimeConfig { worker_threads: 2, max_blocking_threads: 64 }, runtime: None, retired: Vec::new() });
+static GLOBAL: Mutex<Global> = Mutex::new(Global {
+    config: RuntimeConfig {
+        worker_threads: 2,
+        max_blocking_threads: 64,
+    },
+    runtime: None,
+    retired: Vec::new(),
+});
 
 /// Bumped in a forked child: refreshes started by the parent never finish in the child.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
@@ -56,7 +65,10 @@ fn build(config: RuntimeConfig) -> Arc<Runtime> {
 pub fn handle() -> Handle {
     let mut g = global();
     let config = g.config;
-    g.runtime.get_or_insert_with(|| build(config)).handle().clone()
+    g.runtime
+        .get_or_insert_with(|| build(config))
+        .handle()
+        .clone()
 }
 
 /// The runtime context to spawn on: the caller's own tokio runtime if it has one (as in
@@ -115,7 +127,8 @@ pub fn generation() -> u64 {
 /// the worker's other tasks are handed off first (`block_in_place`).
 pub fn block_on<F: Future>(fut: F) -> F::Output {
     let handle = current_or_shared();
-    let on_multi_thread = Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    let on_multi_thread =
+        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
     let _entered = handle.enter();
     if on_multi_thread {
         tokio::task::block_in_place(|| futures::executor::block_on(fut))

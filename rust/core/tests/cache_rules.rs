@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use creds_core::{AdvisoryRefresh, Clock as _, CredentialCache, RefreshPolicy};
+use creds_core::{AdvisoryRefresh, Clock as _, CredentialCache, ManualClock, RefreshPolicy};
 use tokio::task::JoinHandle;
 
 type Outcome = creds_core::Result<Arc<creds_core::Entry>>;
@@ -22,7 +22,11 @@ async fn get_key(cache: &CredentialCache) -> std::result::Result<String, ErrorKi
 }
 
 async fn join_key(handle: JoinHandle<Outcome>) -> std::result::Result<String, ErrorKind> {
-    key_of(&within(Duration::from_secs(10), "spawned get()", handle).await.expect("get() task panicked"))
+    key_of(
+        &within(Duration::from_secs(10), "spawned get()", handle)
+            .await
+            .expect("get() task panicked"),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -33,7 +37,11 @@ async fn join_key(handle: JoinHandle<Outcome>) -> std::result::Result<String, Er
 async fn fresh_credentials_are_served_without_calling_the_source() {
     let clock = manual_clock();
     let first = creds_for("K1", &clock, 60 * MIN);
-    let provider = ScriptedProvider::new("p", [Answer::Creds(first.clone()), Answer::creds("K2", None)]).shared();
+    let provider = ScriptedProvider::new(
+        "p",
+        [Answer::Creds(first.clone()), Answer::creds("K2", None)],
+    )
+    .shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
 
     assert_eq!(get_key(&cache).await, Ok("K1".into()));
@@ -41,9 +49,14 @@ async fn fresh_credentials_are_served_without_calling_the_source() {
     clock.advance(45 * MIN - SEC);
     for _ in 0..100 {
         let entry = cache.get().await.unwrap();
-        assert!(entry.credentials().ptr_eq(&first), "served something other than the cached credentials");
+        assert!(
+            entry.credentials().ptr_eq(&first),
+            "served something other than the cached credentials"
+        );
     }
-    assert!(cache.with_fresh(|e| e.credentials().access_key_id().to_owned()).is_some());
+    assert!(cache
+        .with_fresh(|e| e.credentials().access_key_id().to_owned())
+        .is_some());
     settle().await;
     assert_eq!(provider.calls(), 1);
     assert_eq!(count(&cache.stats().source_calls), 1);
@@ -52,7 +65,11 @@ async fn fresh_credentials_are_served_without_calling_the_source() {
 #[tokio::test]
 async fn credentials_without_expiry_never_refresh() {
     let clock = manual_clock();
-    let provider = ScriptedProvider::new("p", [Answer::creds("FOREVER", None), Answer::creds("OTHER", None)]).shared();
+    let provider = ScriptedProvider::new(
+        "p",
+        [Answer::creds("FOREVER", None), Answer::creds("OTHER", None)],
+    )
+    .shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
 
     assert_eq!(get_key(&cache).await, Ok("FOREVER".into()));
@@ -71,11 +88,18 @@ async fn credentials_without_expiry_never_refresh() {
 // Single flight
 // ---------------------------------------------------------------------------------------------
 
-async fn thousand_callers_share_one_refresh(cache: &CredentialCache, clock: &ManualClock, gate: &Gate) {
+async fn thousand_callers_share_one_refresh(
+    cache: &CredentialCache,
+    clock: &ManualClock,
+    gate: &Gate,
+) {
     let baseline = clock.sleepers();
     let callers: Vec<_> = (0..1000).map(|_| spawn_get(cache)).collect();
     // Every caller is blocked in its wait once each one has armed its load-timeout sleep.
-    until("1000 callers waiting", || clock.sleepers() >= baseline + 1000).await;
+    until("1000 callers waiting", || {
+        clock.sleepers() >= baseline + 1000
+    })
+    .await;
     gate.open();
     for caller in callers {
         assert_eq!(join_key(caller).await, Ok("NEW".into()));
@@ -86,7 +110,8 @@ async fn thousand_callers_share_one_refresh(cache: &CredentialCache, clock: &Man
 async fn thousand_concurrent_callers_on_an_empty_cache_make_one_source_call() {
     let clock = manual_clock();
     let gate = Gate::new();
-    let provider = ScriptedProvider::new("p", [Answer::gated(&gate, Answer::creds("NEW", None))]).shared();
+    let provider =
+        ScriptedProvider::new("p", [Answer::gated(&gate, Answer::creds("NEW", None))]).shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
 
     thousand_callers_share_one_refresh(&cache, &clock, &gate).await;
@@ -101,7 +126,10 @@ async fn thousand_concurrent_callers_on_an_expired_cache_make_one_source_call() 
     let gate = Gate::new();
     let provider = ScriptedProvider::new(
         "p",
-        [Answer::Creds(creds_for("OLD", &clock, 15 * MIN)), Answer::gated(&gate, Answer::creds("NEW", None))],
+        [
+            Answer::Creds(creds_for("OLD", &clock, 15 * MIN)),
+            Answer::gated(&gate, Answer::creds("NEW", None)),
+        ],
     )
     .shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
@@ -123,7 +151,10 @@ async fn advisory_window_starts_one_background_refresh_and_serves_cached_credent
     let gate = Gate::new();
     let provider = ScriptedProvider::new(
         "p",
-        [Answer::Creds(creds_for("OLD", &clock, 60 * MIN)), Answer::gated(&gate, Answer::creds("NEW", None))],
+        [
+            Answer::Creds(creds_for("OLD", &clock, 60 * MIN)),
+            Answer::gated(&gate, Answer::creds("NEW", None)),
+        ],
     )
     .shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
@@ -135,12 +166,18 @@ async fn advisory_window_starts_one_background_refresh_and_serves_cached_credent
     for caller in callers {
         assert_eq!(join_key(caller).await, Ok("OLD".into()));
     }
-    until("the background refresh calls the source", || provider.calls() == 2).await;
+    until("the background refresh calls the source", || {
+        provider.calls() == 2
+    })
+    .await;
     assert_eq!(count(&cache.stats().background_refreshes), 1);
     assert_eq!(count(&cache.stats().waits), 0);
 
     gate.open();
-    until("the background refresh lands", || count(&cache.stats().refreshes_succeeded) == 2).await;
+    until("the background refresh lands", || {
+        count(&cache.stats().refreshes_succeeded) == 2
+    })
+    .await;
     assert_eq!(get_key(&cache).await, Ok("NEW".into()));
     assert_eq!(provider.calls(), 2, "more than one refresh was started");
 }
@@ -151,10 +188,16 @@ async fn inline_advisory_refresh_makes_only_the_winner_wait_for_the_new_credenti
     let gate = Gate::new();
     let provider = ScriptedProvider::new(
         "p",
-        [Answer::Creds(creds_for("OLD", &clock, 60 * MIN)), Answer::gated(&gate, Answer::creds("NEW", None))],
+        [
+            Answer::Creds(creds_for("OLD", &clock, 60 * MIN)),
+            Answer::gated(&gate, Answer::creds("NEW", None)),
+        ],
     )
     .shared();
-    let policy = RefreshPolicy { advisory_refresh: AdvisoryRefresh::Inline, ..exact_policy() };
+    let policy = RefreshPolicy {
+        advisory_refresh: AdvisoryRefresh::Inline,
+        ..exact_policy()
+    };
     let cache = cache_on(provider.clone(), &clock, policy);
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
     clock.advance(46 * MIN);
@@ -165,7 +208,10 @@ async fn inline_advisory_refresh_makes_only_the_winner_wait_for_the_new_credenti
         assert_eq!(get_key(&cache).await, Ok("OLD".into()));
     }
     settle().await;
-    assert!(!winner.is_finished(), "the winner did not wait for the refresh");
+    assert!(
+        !winner.is_finished(),
+        "the winner did not wait for the refresh"
+    );
     gate.open();
     assert_eq!(join_key(winner).await, Ok("NEW".into()));
     assert_eq!(provider.calls(), 2);
@@ -178,7 +224,10 @@ async fn mandatory_window_makes_callers_wait_for_the_refresh() {
     let gate = Gate::new();
     let provider = ScriptedProvider::new(
         "p",
-        [Answer::Creds(creds_for("OLD", &clock, 60 * MIN)), Answer::gated(&gate, Answer::creds("NEW", None))],
+        [
+            Answer::Creds(creds_for("OLD", &clock, 60 * MIN)),
+            Answer::gated(&gate, Answer::creds("NEW", None)),
+        ],
     )
     .shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
@@ -188,7 +237,10 @@ async fn mandatory_window_makes_callers_wait_for_the_refresh() {
     let callers: Vec<_> = (0..10).map(|_| spawn_get(&cache)).collect();
     until("the refresh calls the source", || provider.calls() == 2).await;
     settle().await;
-    assert!(callers.iter().all(|c| !c.is_finished()), "a caller got the old credentials in the mandatory window");
+    assert!(
+        callers.iter().all(|c| !c.is_finished()),
+        "a caller got the old credentials in the mandatory window"
+    );
     gate.open();
     for caller in callers {
         assert_eq!(join_key(caller).await, Ok("NEW".into()));
@@ -202,22 +254,40 @@ async fn check_advisory_window(lifetime: Duration, window: Duration, policy: Ref
     let clock = manual_clock();
     let provider = ScriptedProvider::new(
         "p",
-        [Answer::Creds(creds_for("FIRST", &clock, lifetime)), Answer::creds("SECOND", None)],
+        [
+            Answer::Creds(creds_for("FIRST", &clock, lifetime)),
+            Answer::creds("SECOND", None),
+        ],
     )
     .shared();
     let cache = cache_on(provider.clone(), &clock, policy);
     assert_eq!(get_key(&cache).await, Ok("FIRST".into()));
-    assert_eq!(cache.inspect().advisory_window, Some(window), "lifetime {lifetime:?}");
+    assert_eq!(
+        cache.inspect().advisory_window,
+        Some(window),
+        "lifetime {lifetime:?}"
+    );
 
     clock.advance(lifetime - window - SEC);
     assert_eq!(get_key(&cache).await, Ok("FIRST".into()));
     settle().await;
-    assert_eq!(provider.calls(), 1, "lifetime {lifetime:?}: refreshed before the advisory window");
+    assert_eq!(
+        provider.calls(),
+        1,
+        "lifetime {lifetime:?}: refreshed before the advisory window"
+    );
 
     clock.advance(SEC);
-    assert_eq!(get_key(&cache).await, Ok("FIRST".into()), "lifetime {lifetime:?}: advisory callers wait");
+    assert_eq!(
+        get_key(&cache).await,
+        Ok("FIRST".into()),
+        "lifetime {lifetime:?}: advisory callers wait"
+    );
     until("the advisory refresh", || provider.calls() == 2).await;
-    until("the advisory refresh lands", || count(&cache.stats().refreshes_succeeded) == 2).await;
+    until("the advisory refresh lands", || {
+        count(&cache.stats().refreshes_succeeded) == 2
+    })
+    .await;
     assert_eq!(get_key(&cache).await, Ok("SECOND".into()));
 }
 
@@ -239,7 +309,10 @@ async fn advisory_window_follows_the_lifetime_of_the_credentials() {
 #[tokio::test]
 async fn configured_advisory_window_overrides_the_lifetime_table() {
     for window in [2 * MIN, 30 * MIN] {
-        let policy = RefreshPolicy { advisory_window: Some(window), ..exact_policy() };
+        let policy = RefreshPolicy {
+            advisory_window: Some(window),
+            ..exact_policy()
+        };
         check_advisory_window(60 * MIN, window, policy.clone()).await;
         check_advisory_window(12 * 60 * MIN, window, policy).await;
     }
@@ -248,8 +321,12 @@ async fn configured_advisory_window_overrides_the_lifetime_table() {
 #[tokio::test]
 async fn mandatory_window_is_never_larger_than_the_advisory_window() {
     let clock = manual_clock();
-    let provider = ScriptedProvider::new("p", [Answer::Creds(creds_for("K", &clock, 60 * MIN))]).shared();
-    let policy = RefreshPolicy { advisory_window: Some(30 * SEC), ..exact_policy() };
+    let provider =
+        ScriptedProvider::new("p", [Answer::Creds(creds_for("K", &clock, 60 * MIN))]).shared();
+    let policy = RefreshPolicy {
+        advisory_window: Some(30 * SEC),
+        ..exact_policy()
+    };
     let cache = cache_on(provider, &clock, policy);
     get_key(&cache).await.unwrap();
     let seen = cache.inspect();
@@ -257,7 +334,8 @@ async fn mandatory_window_is_never_larger_than_the_advisory_window() {
     assert_eq!(seen.mandatory_window, Some(30 * SEC));
 
     let clock = manual_clock();
-    let provider = ScriptedProvider::new("p", [Answer::Creds(creds_for("K", &clock, 60 * MIN))]).shared();
+    let provider =
+        ScriptedProvider::new("p", [Answer::Creds(creds_for("K", &clock, 60 * MIN))]).shared();
     let cache = cache_on(provider, &clock, exact_policy());
     get_key(&cache).await.unwrap();
     assert_eq!(cache.inspect().mandatory_window, Some(60 * SEC));
@@ -271,18 +349,29 @@ async fn mandatory_window_is_never_larger_than_the_advisory_window() {
 async fn recoverable_failure_serves_the_last_good_credentials_even_expired_and_backs_off() {
     let clock = manual_clock();
     let old = creds_for("OLD", &clock, 15 * MIN);
-    let provider = ScriptedProvider::new("p", [Answer::Creds(old.clone()), Answer::throttled()]).shared();
+    let provider =
+        ScriptedProvider::new("p", [Answer::Creds(old.clone()), Answer::throttled()]).shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
 
     clock.advance(16 * MIN);
     assert!(old.is_expired(clock.now()));
-    assert_eq!(get_key(&cache).await, Ok("OLD".into()), "static stability: the expired credentials are served");
+    assert_eq!(
+        get_key(&cache).await,
+        Ok("OLD".into()),
+        "static stability: the expired credentials are served"
+    );
     assert_eq!(provider.calls(), 2);
     assert_eq!(count(&cache.stats().static_stability), 1);
     let failed_at = clock.now();
-    let allowed = cache.inspect().next_refresh_allowed_at.expect("a backoff after a recoverable failure");
-    assert!(allowed >= failed_at + 300 * SEC && allowed <= failed_at + 600 * SEC, "backoff outside 300-600 s");
+    let allowed = cache
+        .inspect()
+        .next_refresh_allowed_at
+        .expect("a backoff after a recoverable failure");
+    assert!(
+        allowed >= failed_at + 300 * SEC && allowed <= failed_at + 600 * SEC,
+        "backoff outside 300-600 s"
+    );
 
     // During the backoff: served from the cache, counted as rate-limited, no source call.
     for _ in 0..10 {
@@ -290,7 +379,11 @@ async fn recoverable_failure_serves_the_last_good_credentials_even_expired_and_b
     }
     clock.advance(299 * SEC);
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
-    assert_eq!(provider.calls(), 2, "the source was called during the backoff");
+    assert_eq!(
+        provider.calls(),
+        2,
+        "the source was called during the backoff"
+    );
     assert_eq!(count(&cache.stats().rate_limited), 11);
 
     // Once the backoff has passed, the next caller refreshes.
@@ -306,16 +399,25 @@ async fn recoverable_failure_with_nothing_cached_is_raised_and_cached_for_the_er
     let provider = ScriptedProvider::new("p", [Answer::throttled()]).shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
 
-    let err = within(Duration::from_secs(10), "get()", cache.get()).await.unwrap_err();
+    let err = within(Duration::from_secs(10), "get()", cache.get())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Recoverable);
     assert_eq!(err.code(), Some("Throttling"));
-    let until_at = cache.inspect().error_cached_until.expect("the error is cached");
+    let until_at = cache
+        .inspect()
+        .error_cached_until
+        .expect("the error is cached");
     assert!(until_at >= clock.now() + SEC && until_at <= clock.now() + 5 * SEC);
 
     assert_eq!(get_key(&cache).await, Err(ErrorKind::Recoverable));
     clock.advance(SEC - Duration::from_millis(1));
     assert_eq!(get_key(&cache).await, Err(ErrorKind::Recoverable));
-    assert_eq!(provider.calls(), 1, "a call inside the error cache reached the source");
+    assert_eq!(
+        provider.calls(),
+        1,
+        "a call inside the error cache reached the source"
+    );
     assert_eq!(count(&cache.stats().cached_errors), 2);
 
     provider.push(Answer::creds("NEW", None));
@@ -327,29 +429,52 @@ async fn recoverable_failure_with_nothing_cached_is_raised_and_cached_for_the_er
 #[tokio::test]
 async fn non_recoverable_failure_is_raised_at_once_without_backoff_and_cached_briefly() {
     let clock = manual_clock();
-    let provider =
-        ScriptedProvider::new("p", [Answer::Creds(creds_for("OLD", &clock, 15 * MIN)), Answer::access_denied()])
-            .shared();
+    let provider = ScriptedProvider::new(
+        "p",
+        [
+            Answer::Creds(creds_for("OLD", &clock, 15 * MIN)),
+            Answer::access_denied(),
+        ],
+    )
+    .shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
 
     clock.advance(16 * MIN);
-    let err = within(Duration::from_secs(10), "get()", cache.get()).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NonRecoverable, "the last good credentials hid an AccessDenied");
+    let err = within(Duration::from_secs(10), "get()", cache.get())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NonRecoverable,
+        "the last good credentials hid an AccessDenied"
+    );
     assert_eq!(err.code(), Some("AccessDenied"));
     assert_eq!(err.provider(), Some("p"));
     let seen = cache.inspect();
     let error_until = seen.error_cached_until.expect("the error is cached");
     assert!(error_until >= clock.now() + SEC && error_until <= clock.now() + 5 * SEC);
-    assert_eq!(seen.next_refresh_allowed_at, Some(error_until), "a non-recoverable failure started a backoff");
+    assert_eq!(
+        seen.next_refresh_allowed_at,
+        Some(error_until),
+        "a non-recoverable failure started a backoff"
+    );
 
     clock.advance(SEC - Duration::from_millis(1));
     assert_eq!(get_key(&cache).await, Err(ErrorKind::NonRecoverable));
-    assert_eq!(provider.calls(), 2, "a call inside the error cache reached the source");
+    assert_eq!(
+        provider.calls(),
+        2,
+        "a call inside the error cache reached the source"
+    );
 
     clock.advance(4 * SEC + Duration::from_millis(1));
     assert_eq!(get_key(&cache).await, Err(ErrorKind::NonRecoverable));
-    assert_eq!(provider.calls(), 3, "after the error cache the source is called again");
+    assert_eq!(
+        provider.calls(),
+        3,
+        "after the error cache the source is called again"
+    );
 }
 
 #[tokio::test]
@@ -365,7 +490,10 @@ async fn non_recoverable_failure_on_an_empty_cache_is_cached_one_to_five_seconds
     clock.advance(5 * SEC);
     assert_eq!(get_key(&cache).await, Err(ErrorKind::NonRecoverable));
     assert_eq!(provider.calls(), 2);
-    assert_eq!(cache.inspect().next_refresh_allowed_at, cache.inspect().error_cached_until);
+    assert_eq!(
+        cache.inspect().next_refresh_allowed_at,
+        cache.inspect().error_cached_until
+    );
 }
 
 #[tokio::test]
@@ -385,9 +513,16 @@ async fn stale_answer_counts_as_a_recoverable_failure() {
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
 
     clock.advance(16 * MIN);
-    assert_eq!(get_key(&cache).await, Ok("OLD".into()), "a stale answer replaced the last good credentials");
+    assert_eq!(
+        get_key(&cache).await,
+        Ok("OLD".into()),
+        "a stale answer replaced the last good credentials"
+    );
     assert_eq!(count(&cache.stats().stale_answers), 1);
-    let allowed = cache.inspect().next_refresh_allowed_at.expect("a stale answer starts a backoff");
+    let allowed = cache
+        .inspect()
+        .next_refresh_allowed_at
+        .expect("a stale answer starts a backoff");
     assert!(allowed >= clock.now() + 300 * SEC);
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
     assert_eq!(provider.calls(), 2);
@@ -397,9 +532,12 @@ async fn stale_answer_counts_as_a_recoverable_failure() {
 #[tokio::test]
 async fn stale_answer_on_an_empty_cache_is_raised_as_recoverable() {
     let clock = manual_clock();
-    let provider = ScriptedProvider::new("p", [Answer::creds("STALE", Some(clock.now() - MIN))]).shared();
+    let provider =
+        ScriptedProvider::new("p", [Answer::creds("STALE", Some(clock.now() - MIN))]).shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
-    let err = within(Duration::from_secs(10), "get()", cache.get()).await.unwrap_err();
+    let err = within(Duration::from_secs(10), "get()", cache.get())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Recoverable);
     assert!(err.message().contains("stale"), "{err}");
     assert_eq!(count(&cache.stats().stale_answers), 1);
@@ -415,18 +553,27 @@ async fn invalidate_with_the_cached_key_sends_the_next_call_down_the_mandatory_p
     let gate = Gate::new();
     let provider = ScriptedProvider::new(
         "p",
-        [Answer::Creds(creds_for("OLD", &clock, 60 * MIN)), Answer::gated(&gate, Answer::creds("NEW", None))],
+        [
+            Answer::Creds(creds_for("OLD", &clock, 60 * MIN)),
+            Answer::gated(&gate, Answer::creds("NEW", None)),
+        ],
     )
     .shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
 
     assert!(cache.invalidate(Some("OLD")));
-    assert!(cache.with_fresh(|_| ()).is_none(), "the hot path still serves invalidated credentials");
+    assert!(
+        cache.with_fresh(|_| ()).is_none(),
+        "the hot path still serves invalidated credentials"
+    );
     let caller = spawn_get(&cache);
     until("the refresh calls the source", || provider.calls() == 2).await;
     settle().await;
-    assert!(!caller.is_finished(), "the caller did not wait for the refresh");
+    assert!(
+        !caller.is_finished(),
+        "the caller did not wait for the refresh"
+    );
     gate.open();
     assert_eq!(join_key(caller).await, Ok("NEW".into()));
     assert_eq!(count(&cache.stats().invalidations), 1);
@@ -436,11 +583,19 @@ async fn invalidate_with_the_cached_key_sends_the_next_call_down_the_mandatory_p
 #[tokio::test]
 async fn invalidate_with_another_key_is_ignored() {
     let clock = manual_clock();
-    let provider =
-        ScriptedProvider::new("p", [Answer::Creds(creds_for("OLD", &clock, 60 * MIN)), Answer::creds("NEW", None)])
-            .shared();
+    let provider = ScriptedProvider::new(
+        "p",
+        [
+            Answer::Creds(creds_for("OLD", &clock, 60 * MIN)),
+            Answer::creds("NEW", None),
+        ],
+    )
+    .shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
-    assert!(!cache.invalidate(Some("OLD")), "nothing cached yet, nothing to match");
+    assert!(
+        !cache.invalidate(Some("OLD")),
+        "nothing cached yet, nothing to match"
+    );
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
 
     assert!(!cache.invalidate(Some("SOMEONE-ELSE")));
@@ -460,7 +615,11 @@ async fn invalidate_does_not_cut_an_active_backoff_short() {
     let clock = manual_clock();
     let provider = ScriptedProvider::new(
         "p",
-        [Answer::Creds(creds_for("OLD", &clock, 15 * MIN)), Answer::throttled(), Answer::creds("NEW", None)],
+        [
+            Answer::Creds(creds_for("OLD", &clock, 15 * MIN)),
+            Answer::throttled(),
+            Answer::creds("NEW", None),
+        ],
     )
     .shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
@@ -473,7 +632,11 @@ async fn invalidate_does_not_cut_an_active_backoff_short() {
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
     clock.advance(299 * SEC);
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
-    assert_eq!(provider.calls(), 2, "invalidation broke through the backoff");
+    assert_eq!(
+        provider.calls(),
+        2,
+        "invalidation broke through the backoff"
+    );
     assert_eq!(count(&cache.stats().rate_limited), 2);
 
     clock.advance(301 * SEC);
@@ -489,13 +652,25 @@ async fn check_panicking_provider(panic: Answer) {
     let provider = ScriptedProvider::new("p", [panic, Answer::creds("AFTER", None)]).shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
 
-    let first = within(Duration::from_secs(10), "get() on a panicking provider", cache.get()).await;
+    let first = within(
+        Duration::from_secs(10),
+        "get() on a panicking provider",
+        cache.get(),
+    )
+    .await;
     assert!(first.is_err(), "a panic produced credentials");
-    assert_eq!(get_key(&cache).await, first.map(|_| String::new()).map_err(|e| e.kind()));
+    assert_eq!(
+        get_key(&cache).await,
+        first.map(|_| String::new()).map_err(|e| e.kind())
+    );
     assert_eq!(provider.calls(), 1, "the error of the panic was not cached");
 
     clock.advance(5 * SEC);
-    assert_eq!(get_key(&cache).await, Ok("AFTER".into()), "the cache is wedged after a panic");
+    assert_eq!(
+        get_key(&cache).await,
+        Ok("AFTER".into()),
+        "the cache is wedged after a panic"
+    );
     assert_eq!(provider.calls(), 2);
 }
 
@@ -511,7 +686,10 @@ async fn provider_panicking_before_it_returns_a_future_does_not_wedge_the_cache(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_provider_panicking_does_not_wedge_the_cache() {
-    check_panicking_provider(Answer::blocking(|| panic!("scripted panic on a blocking thread"))).await;
+    check_panicking_provider(Answer::blocking(|| {
+        panic!("scripted panic on a blocking thread")
+    }))
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -523,7 +701,11 @@ async fn inspect_shows_expiry_windows_and_next_refresh_allowed_at_after_a_failur
     let clock = manual_clock();
     let start = clock.now();
     let expiry = start + 15 * MIN;
-    let provider = ScriptedProvider::new("p", [Answer::creds("OLD", Some(expiry)), Answer::throttled()]).shared();
+    let provider = ScriptedProvider::new(
+        "p",
+        [Answer::creds("OLD", Some(expiry)), Answer::throttled()],
+    )
+    .shared();
     let cache = cache_on(provider, &clock, exact_policy());
     get_key(&cache).await.unwrap();
 
@@ -543,9 +725,17 @@ async fn inspect_shows_expiry_windows_and_next_refresh_allowed_at_after_a_failur
     let seen = cache.inspect();
     assert_eq!(seen.state, "backoff");
     assert_eq!(seen.expiry, Some(expiry));
-    let allowed = seen.next_refresh_allowed_at.expect("next_refresh_allowed_at after a failure");
+    let allowed = seen
+        .next_refresh_allowed_at
+        .expect("next_refresh_allowed_at after a failure");
     assert!(allowed >= clock.now() + 300 * SEC && allowed <= clock.now() + 600 * SEC);
-    assert!(seen.last_error.as_deref().is_some_and(|e| e.contains("Rate exceeded")), "{:?}", seen.last_error);
+    assert!(
+        seen.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("Rate exceeded")),
+        "{:?}",
+        seen.last_error
+    );
     assert!(!seen.refreshing);
 
     clock.advance(MIN);

@@ -9,13 +9,17 @@ use std::time::Duration;
 
 use common::*;
 use creds_core::{
-    Clock as _, CredentialCache, FallbackPolicy, ManualClock, ProvideCredentials, ProviderChain, SharedProvider,
+    Clock as _, CredentialCache, FallbackPolicy, ManualClock, ProvideCredentials, ProviderChain,
+    SharedProvider,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(5); // the default load_timeout
 
 fn chain(providers: &[&Arc<ScriptedProvider>], policy: FallbackPolicy) -> ProviderChain {
-    let providers = providers.iter().map(|p| -> SharedProvider { Arc::clone(p) as SharedProvider }).collect();
+    let providers = providers
+        .iter()
+        .map(|p| -> SharedProvider { Arc::clone(p) as SharedProvider })
+        .collect();
     ProviderChain::new(providers, policy, None)
 }
 
@@ -42,8 +46,10 @@ async fn chain_moves_on_when_a_provider_has_not_loaded() {
 
 #[tokio::test]
 async fn chain_stops_at_the_first_error_that_is_not_not_loaded() {
-    for (answer, kind) in [(Answer::throttled(), ErrorKind::Recoverable), (Answer::access_denied(), ErrorKind::NonRecoverable)]
-    {
+    for (answer, kind) in [
+        (Answer::throttled(), ErrorKind::Recoverable),
+        (Answer::access_denied(), ErrorKind::NonRecoverable),
+    ] {
         let p1 = ScriptedProvider::new("p1", [Answer::not_loaded()]).shared();
         let p2 = ScriptedProvider::new("p2", [answer]).shared();
         let p3 = ScriptedProvider::new("p3", [Answer::creds("K3", None)]).shared();
@@ -63,7 +69,10 @@ async fn chain_with_no_credentials_is_not_loaded_and_names_every_provider_tried(
     let c = chain(&[&p1, &p2], FallbackPolicy::Precedence);
     let err = provide(&c).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotLoaded);
-    assert!(err.message().contains("env") && err.message().contains("profile"), "{err}");
+    assert!(
+        err.message().contains("env") && err.message().contains("profile"),
+        "{err}"
+    );
     assert_eq!(c.name(), "chain(env, profile)");
 }
 
@@ -74,12 +83,19 @@ async fn nested_chain_moves_on_and_keeps_the_name_of_the_provider_that_served() 
     let p2 = ScriptedProvider::new("p2", [Answer::creds("K2", None)]).shared();
     let p3 = ScriptedProvider::new("p3", [Answer::creds("K3", None)]).shared();
     let inner: SharedProvider = Arc::new(chain(&[&p1, &p2], FallbackPolicy::Precedence));
-    let outer = ProviderChain::new(vec![p0.clone(), inner, p3.clone()], FallbackPolicy::Precedence, None);
+    let outer = ProviderChain::new(
+        vec![p0.clone(), inner, p3.clone()],
+        FallbackPolicy::Precedence,
+        None,
+    );
 
     let got = provide(&outer).await.unwrap();
     assert_eq!(got.access_key_id(), "K2");
     assert_eq!(got.provider_name(), Some("p2"));
-    assert_eq!((p0.calls(), p1.calls(), p2.calls(), p3.calls()), (1, 1, 1, 0));
+    assert_eq!(
+        (p0.calls(), p1.calls(), p2.calls(), p3.calls()),
+        (1, 1, 1, 0)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -88,7 +104,9 @@ async fn nested_chain_moves_on_and_keeps_the_name_of_the_provider_that_served() 
 
 fn with_fallback(name: &str, fallback: Option<Credentials>) -> Arc<ScriptedProvider> {
     let fallback = fallback.map_or(Fallback::None, Fallback::Fixed);
-    ScriptedProvider::new(name, [Answer::Never]).fallback(fallback).shared()
+    ScriptedProvider::new(name, [Answer::Never])
+        .fallback(fallback)
+        .shared()
 }
 
 #[test]
@@ -103,7 +121,9 @@ fn precedence_fallback_is_the_first_provider_in_order_that_has_one() {
     assert_eq!(c.fallback_on_interrupt().unwrap().access_key_id(), "EARLY");
     let c = chain(&[&none, &late, &early], FallbackPolicy::Precedence);
     assert_eq!(c.fallback_on_interrupt().unwrap().access_key_id(), "LATE");
-    assert!(chain(&[&none], FallbackPolicy::Precedence).fallback_on_interrupt().is_none());
+    assert!(chain(&[&none], FallbackPolicy::Precedence)
+        .fallback_on_interrupt()
+        .is_none());
 }
 
 #[test]
@@ -119,8 +139,14 @@ fn recency_fallback_is_the_one_that_expires_last() {
     let c = chain(&[&none, &early, &late, &middle], FallbackPolicy::Recency);
     assert_eq!(c.fallback_on_interrupt().unwrap().access_key_id(), "LATE");
     let c = chain(&[&early, &forever, &late], FallbackPolicy::Recency);
-    assert_eq!(c.fallback_on_interrupt().unwrap().access_key_id(), "FOREVER", "no expiry ranks as expiring last");
-    assert!(chain(&[&none], FallbackPolicy::Recency).fallback_on_interrupt().is_none());
+    assert_eq!(
+        c.fallback_on_interrupt().unwrap().access_key_id(),
+        "FOREVER",
+        "no expiry ranks as expiring last"
+    );
+    assert!(chain(&[&none], FallbackPolicy::Recency)
+        .fallback_on_interrupt()
+        .is_none());
 }
 
 #[test]
@@ -133,8 +159,15 @@ fn nested_chains_forward_their_fallbacks() {
 
     // The inner chain picks by recency, the outer one by precedence.
     let inner: SharedProvider = Arc::new(chain(&[&none, &early, &late], FallbackPolicy::Recency));
-    let outer = ProviderChain::new(vec![none.clone(), inner, early.clone()], FallbackPolicy::Precedence, None);
-    assert_eq!(outer.fallback_on_interrupt().unwrap().access_key_id(), "LATE");
+    let outer = ProviderChain::new(
+        vec![none.clone(), inner, early.clone()],
+        FallbackPolicy::Precedence,
+        None,
+    );
+    assert_eq!(
+        outer.fallback_on_interrupt().unwrap().access_key_id(),
+        "LATE"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -157,12 +190,19 @@ async fn rfc_setup(
     served_by: Arc<ScriptedProvider>,
 ) -> Rfc {
     let cache = cache_on(top, &clock, exact_policy());
-    let got = within(Duration::from_secs(10), "first refresh", cache.get()).await.unwrap();
+    let got = within(Duration::from_secs(10), "first refresh", cache.get())
+        .await
+        .unwrap();
     assert_eq!(got.credentials().access_key_id(), "P2-CREDS");
     assert_eq!(got.credentials().provider_name(), Some("p2"));
     assert_eq!((first.calls(), served_by.calls()), (1, 1));
     clock.advance(60 * MIN - 30 * SEC);
-    Rfc { clock, first, served_by, cache }
+    Rfc {
+        clock,
+        first,
+        served_by,
+        cache,
+    }
 }
 
 /// The next refresh hangs in `hung` (whose `calls` becomes `calls`); once the load timeout
@@ -171,25 +211,40 @@ async fn rfc_timeout_serves_p2(rfc: &Rfc, hung: &Arc<ScriptedProvider>, calls: u
     let cache = rfc.cache.clone();
     let baseline = rfc.clock.sleepers();
     let caller = tokio::spawn(async move { cache.get().await });
-    until("the refresh reaches the hung provider", || hung.calls() == calls).await;
+    until("the refresh reaches the hung provider", || {
+        hung.calls() == calls
+    })
+    .await;
     until("the caller waits", || rfc.clock.sleepers() > baseline).await;
     rfc.clock.advance(TIMEOUT);
-    let got = within(Duration::from_secs(10), "caller", caller).await.unwrap().unwrap();
+    let got = within(Duration::from_secs(10), "caller", caller)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.credentials().access_key_id(), "P2-CREDS");
     let stats = rfc.cache.stats();
     assert_eq!(count(&stats.timeouts), 1);
-    assert_eq!(count(&stats.fallbacks), 1, "the chain's fallback was not used");
+    assert_eq!(
+        count(&stats.fallbacks),
+        1,
+        "the chain's fallback was not used"
+    );
     assert_eq!(count(&stats.static_stability), 0);
 }
 
 fn p1_not_loaded_then(then: Answer) -> Arc<ScriptedProvider> {
-    ScriptedProvider::new("p1", [Answer::not_loaded(), then]).fallback(Fallback::LastServed).shared()
+    ScriptedProvider::new("p1", [Answer::not_loaded(), then])
+        .fallback(Fallback::LastServed)
+        .shared()
 }
 
 fn p2_loaded_then(clock: &ManualClock, then: Answer) -> Arc<ScriptedProvider> {
-    ScriptedProvider::new("p2", [Answer::Creds(creds_for("P2-CREDS", clock, 60 * MIN)), then])
-        .fallback(Fallback::LastServed)
-        .shared()
+    ScriptedProvider::new(
+        "p2",
+        [Answer::Creds(creds_for("P2-CREDS", clock, 60 * MIN)), then],
+    )
+    .fallback(Fallback::LastServed)
+    .shared()
 }
 
 #[tokio::test]
@@ -231,7 +286,9 @@ async fn rfc_case_2_serves_p2_fallback_even_to_a_cache_with_nothing_to_fall_back
     until("the refresh hangs in P1", || p1.calls() == 2).await;
     until("the caller waits", || clock.sleepers() > baseline).await;
     clock.advance(TIMEOUT);
-    let got = within(Duration::from_secs(10), "caller", caller).await.unwrap();
+    let got = within(Duration::from_secs(10), "caller", caller)
+        .await
+        .unwrap();
     assert_eq!(key_of(&got), Ok("P2-CREDS".into()));
     assert_eq!(p2.calls(), 1);
 }
@@ -239,11 +296,17 @@ async fn rfc_case_2_serves_p2_fallback_even_to_a_cache_with_nothing_to_fall_back
 #[tokio::test]
 async fn rfc_case_1_through_a_chain_nested_in_a_chain() {
     let clock = manual_clock();
-    let p0 = ScriptedProvider::new("p0", [Answer::not_loaded()]).fallback(Fallback::LastServed).shared();
+    let p0 = ScriptedProvider::new("p0", [Answer::not_loaded()])
+        .fallback(Fallback::LastServed)
+        .shared();
     let p1 = p1_not_loaded_then(Answer::not_loaded());
     let p2 = p2_loaded_then(&clock, Answer::Never);
     let inner: SharedProvider = Arc::new(chain(&[&p1, &p2], FallbackPolicy::Precedence));
-    let top = Arc::new(ProviderChain::new(vec![p0.clone(), inner], FallbackPolicy::Precedence, None));
+    let top = Arc::new(ProviderChain::new(
+        vec![p0.clone(), inner],
+        FallbackPolicy::Precedence,
+        None,
+    ));
     let rfc = rfc_setup(top, clock, p1, p2).await;
     rfc_timeout_serves_p2(&rfc, &rfc.served_by, 2).await;
     assert_eq!(p0.calls(), 2);
@@ -252,11 +315,17 @@ async fn rfc_case_1_through_a_chain_nested_in_a_chain() {
 #[tokio::test]
 async fn rfc_case_2_through_a_chain_nested_in_a_chain() {
     let clock = manual_clock();
-    let p0 = ScriptedProvider::new("p0", [Answer::not_loaded()]).fallback(Fallback::LastServed).shared();
+    let p0 = ScriptedProvider::new("p0", [Answer::not_loaded()])
+        .fallback(Fallback::LastServed)
+        .shared();
     let p1 = p1_not_loaded_then(Answer::Never);
     let p2 = p2_loaded_then(&clock, Answer::creds("UNUSED", None));
     let inner: SharedProvider = Arc::new(chain(&[&p1, &p2], FallbackPolicy::Precedence));
-    let top = Arc::new(ProviderChain::new(vec![p0.clone(), inner], FallbackPolicy::Precedence, None));
+    let top = Arc::new(ProviderChain::new(
+        vec![p0.clone(), inner],
+        FallbackPolicy::Precedence,
+        None,
+    ));
     let rfc = rfc_setup(top, clock, p1, p2).await;
     rfc_timeout_serves_p2(&rfc, &rfc.first, 2).await;
     assert_eq!(rfc.served_by.calls(), 1);
@@ -266,11 +335,17 @@ async fn rfc_case_2_through_a_chain_nested_in_a_chain() {
 async fn rfc_case_2_with_the_outer_chain_hung_before_the_nested_one() {
     // The timeout hits while P0, ahead of the nested chain, is still running.
     let clock = manual_clock();
-    let p0 = ScriptedProvider::new("p0", [Answer::not_loaded(), Answer::Never]).fallback(Fallback::LastServed).shared();
+    let p0 = ScriptedProvider::new("p0", [Answer::not_loaded(), Answer::Never])
+        .fallback(Fallback::LastServed)
+        .shared();
     let p1 = p1_not_loaded_then(Answer::not_loaded());
     let p2 = p2_loaded_then(&clock, Answer::creds("UNUSED", None));
     let inner: SharedProvider = Arc::new(chain(&[&p1, &p2], FallbackPolicy::Precedence));
-    let top = Arc::new(ProviderChain::new(vec![p0.clone(), inner], FallbackPolicy::Precedence, None));
+    let top = Arc::new(ProviderChain::new(
+        vec![p0.clone(), inner],
+        FallbackPolicy::Precedence,
+        None,
+    ));
     let rfc = rfc_setup(top, clock, p1, p2).await;
     rfc_timeout_serves_p2(&rfc, &p0, 2).await;
     assert_eq!((rfc.first.calls(), rfc.served_by.calls()), (1, 1));

@@ -14,19 +14,25 @@ const BOUND: Duration = Duration::from_secs(10);
 
 /// Credentials derived from the source cache's, as an assume-role provider would make them.
 fn derived(from: &creds_core::Entry) -> Credentials {
-    creds(&format!("derived-from-{}", from.credentials().access_key_id()), None)
+    creds(
+        &format!("derived-from-{}", from.credentials().access_key_id()),
+        None,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_calling_another_cache_from_run_blocking_completes() {
     let clock = manual_clock();
-    let source_provider = ScriptedProvider::new("source", [Answer::blocking(|| Ok(creds("SRC", None)))]).shared();
+    let source_provider =
+        ScriptedProvider::new("source", [Answer::blocking(|| Ok(creds("SRC", None)))]).shared();
     let source = cache_on(source_provider.clone(), &clock, exact_policy());
 
     let from_source = source.clone();
     let role = ScriptedProvider::new(
         "role",
-        [Answer::blocking(move || from_source.get_blocking().map(|entry| derived(&entry)))],
+        [Answer::blocking(move || {
+            from_source.get_blocking().map(|entry| derived(&entry))
+        })],
     )
     .shared();
     let cache = cache_on(role, &clock, exact_policy());
@@ -39,7 +45,11 @@ async fn provider_calling_another_cache_from_run_blocking_completes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_awaiting_another_cache_completes() {
     let clock = manual_clock();
-    let source = cache_on(ScriptedProvider::new("source", [Answer::creds("SRC", None)]).shared(), &clock, exact_policy());
+    let source = cache_on(
+        ScriptedProvider::new("source", [Answer::creds("SRC", None)]).shared(),
+        &clock,
+        exact_policy(),
+    );
     let from_source = source.clone();
     let role = ScriptedProvider::new(
         "role",
@@ -50,7 +60,9 @@ async fn provider_awaiting_another_cache_completes() {
     )
     .shared();
     let cache = cache_on(role, &clock, exact_policy());
-    let got = within(BOUND, "nested async lookup", cache.get()).await.unwrap();
+    let got = within(BOUND, "nested async lookup", cache.get())
+        .await
+        .unwrap();
     assert_eq!(got.credentials().access_key_id(), "derived-from-SRC");
 }
 
@@ -66,7 +78,8 @@ fn nested_lookup_on_a_one_thread_pool_does_not_wait_for_work_queued_behind_it() 
         .unwrap();
     rt.block_on(async {
         let clock = manual_clock();
-        let source_provider = ScriptedProvider::new("source", [Answer::blocking(|| Ok(creds("SRC", None)))]).shared();
+        let source_provider =
+            ScriptedProvider::new("source", [Answer::blocking(|| Ok(creds("SRC", None)))]).shared();
         let source = cache_on(source_provider.clone(), &clock, exact_policy());
 
         let go = Gate::new();
@@ -85,18 +98,30 @@ fn nested_lookup_on_a_one_thread_pool_does_not_wait_for_work_queued_behind_it() 
             let outer = outer.clone();
             async move { outer.get().await }
         });
-        until("the outer refresh holds the only blocking thread", || role.calls() == 1).await;
+        until("the outer refresh holds the only blocking thread", || {
+            role.calls() == 1
+        })
+        .await;
         settle().await;
         let source_caller = tokio::spawn({
             let source = source.clone();
             async move { source.get().await }
         });
-        until("the source refresh is queued", || source_provider.calls() == 1).await;
+        until("the source refresh is queued", || {
+            source_provider.calls() == 1
+        })
+        .await;
         go.open();
 
-        let got = within(BOUND, "outer lookup", outer_caller).await.unwrap().unwrap();
+        let got = within(BOUND, "outer lookup", outer_caller)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got.credentials().access_key_id(), "derived-from-SRC");
-        let got = within(BOUND, "source lookup", source_caller).await.unwrap().unwrap();
+        let got = within(BOUND, "source lookup", source_caller)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got.credentials().access_key_id(), "SRC");
         assert_eq!(source_provider.calls(), 1);
     });
@@ -111,7 +136,12 @@ fn cache_needing(
 ) -> (CredentialCache, Arc<ScriptedProvider>) {
     let slot = Arc::clone(slot);
     let answer = if blocking {
-        Answer::blocking(move || slot.get().expect("slot filled").get_blocking().map(|entry| derived(&entry)))
+        Answer::blocking(move || {
+            slot.get()
+                .expect("slot filled")
+                .get_blocking()
+                .map(|entry| derived(&entry))
+        })
     } else {
         Answer::asynchronous(move || {
             let other = slot.get().expect("slot filled").clone();
@@ -173,7 +203,10 @@ async fn check_mutual_cycle(blocking: bool) {
     // Both at once, many times (the two refreshes race to close the cycle).
     for _ in 0..50 {
         let (a, b) = mutual_caches(blocking);
-        let (ra, rb) = within(BOUND, "a.get() and b.get() together", async { tokio::join!(a.get(), b.get()) }).await;
+        let (ra, rb) = within(BOUND, "a.get() and b.get() together", async {
+            tokio::join!(a.get(), b.get())
+        })
+        .await;
         assert_eq!(key_of(&ra), Err(ErrorKind::Cycle));
         assert_eq!(key_of(&rb), Err(ErrorKind::Cycle));
     }

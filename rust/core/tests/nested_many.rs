@@ -16,7 +16,10 @@ use futures::future::join_all;
 
 const N: usize = 1000;
 const BOUND: Duration = Duration::from_secs(60);
-const TINY: RuntimeConfig = RuntimeConfig { worker_threads: 2, max_blocking_threads: 4 };
+const TINY: RuntimeConfig = RuntimeConfig {
+    worker_threads: 2,
+    max_blocking_threads: 4,
+};
 
 fn tiny_runtime() {
     static CONFIGURE: Once = Once::new();
@@ -32,26 +35,37 @@ fn bounded<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'sta
         let _ = tx.send(work());
     });
     let started = Instant::now();
-    let value = rx.recv_timeout(BOUND).unwrap_or_else(|_| panic!("{what}: not finished within {BOUND:?} (deadlock?)"));
+    let value = rx
+        .recv_timeout(BOUND)
+        .unwrap_or_else(|_| panic!("{what}: not finished within {BOUND:?} (deadlock?)"));
     eprintln!("{what}: {:?}", started.elapsed());
     value
 }
 
 /// `N` outer caches; outer `i`'s blocking provider does a blocking lookup in inner cache `i`,
 /// whose provider is blocking too (a Python provider on both levels).
-fn outer_and_inner_caches(clock: &Arc<ManualClock>) -> (Vec<CredentialCache>, Vec<CredentialCache>) {
+fn outer_and_inner_caches(
+    clock: &Arc<ManualClock>,
+) -> (Vec<CredentialCache>, Vec<CredentialCache>) {
     (0..N)
         .map(|i| {
-            let inner_provider =
-                ScriptedProvider::new(&format!("inner-{i}"), [Answer::blocking(move || Ok(creds(&format!("IN-{i}"), None)))])
-                    .shared();
+            let inner_provider = ScriptedProvider::new(
+                &format!("inner-{i}"),
+                [Answer::blocking(move || {
+                    Ok(creds(&format!("IN-{i}"), None))
+                })],
+            )
+            .shared();
             let inner = cache_on(inner_provider, clock, exact_policy());
             let source = inner.clone();
             let outer_provider = ScriptedProvider::new(
                 &format!("outer-{i}"),
                 [Answer::blocking(move || {
                     let entry = source.get_blocking()?;
-                    Ok(creds(&format!("OUT-{}", entry.credentials().access_key_id()), None))
+                    Ok(creds(
+                        &format!("OUT-{}", entry.credentials().access_key_id()),
+                        None,
+                    ))
                 })],
             )
             .shared();
@@ -60,7 +74,10 @@ fn outer_and_inner_caches(clock: &Arc<ManualClock>) -> (Vec<CredentialCache>, Ve
         .unzip()
 }
 
-fn check_outer(outers: &[CredentialCache], results: Vec<creds_core::Result<Arc<creds_core::Entry>>>) {
+fn check_outer(
+    outers: &[CredentialCache],
+    results: Vec<creds_core::Result<Arc<creds_core::Entry>>>,
+) {
     assert_eq!(results.len(), outers.len());
     for (i, result) in results.into_iter().enumerate() {
         let entry = result.unwrap_or_else(|e| panic!("outer-{i}: {e}"));
@@ -100,7 +117,10 @@ fn thousand_nested_lookups_complete_while_their_sources_refresh_at_top_level() {
     });
     check_outer(&outers, outer_results);
     for (i, result) in inner_results.into_iter().enumerate() {
-        assert_eq!(result.unwrap().credentials().access_key_id(), format!("IN-{i}"));
+        assert_eq!(
+            result.unwrap().credentials().access_key_id(),
+            format!("IN-{i}")
+        );
     }
     for inner in &inners {
         assert_eq!(count(&inner.stats().source_calls), 1);
@@ -120,7 +140,10 @@ fn thousand_threads_doing_nested_get_blocking_complete_on_a_tiny_runtime() {
                 .into_iter()
                 .map(|outer| std::thread::spawn(move || outer.get_blocking()))
                 .collect();
-            threads.into_iter().map(|t| t.join().expect("caller thread panicked")).collect::<Vec<_>>()
+            threads
+                .into_iter()
+                .map(|t| t.join().expect("caller thread panicked"))
+                .collect::<Vec<_>>()
         }
     });
     check_outer(&outers, results);

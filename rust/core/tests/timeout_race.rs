@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::*;
-use creds_core::{Clock as _, CredentialCache, ManualClock, TokioClock};
+use creds_core::{CredentialCache, ManualClock, TokioClock};
 use tokio::task::JoinHandle;
 
 type Outcome = creds_core::Result<Arc<creds_core::Entry>>;
@@ -21,7 +21,11 @@ fn spawn_get(cache: &CredentialCache) -> JoinHandle<Outcome> {
 }
 
 async fn join_key(handle: JoinHandle<Outcome>) -> std::result::Result<String, ErrorKind> {
-    key_of(&within(Duration::from_secs(10), "spawned get()", handle).await.expect("get() task panicked"))
+    key_of(
+        &within(Duration::from_secs(10), "spawned get()", handle)
+            .await
+            .expect("get() task panicked"),
+    )
 }
 
 /// Fills the cache with `OLD` (15-minute credentials), lets them expire, and starts a caller
@@ -29,32 +33,51 @@ async fn join_key(handle: JoinHandle<Outcome>) -> std::result::Result<String, Er
 async fn caller_blocked_on_a_hung_refresh(
     fallback: Fallback,
     fill: bool,
-) -> (Arc<ManualClock>, Arc<ScriptedProvider>, CredentialCache, JoinHandle<Outcome>) {
+) -> (
+    Arc<ManualClock>,
+    Arc<ScriptedProvider>,
+    CredentialCache,
+    JoinHandle<Outcome>,
+) {
     let clock = manual_clock();
     let mut script = vec![];
     if fill {
         script.push(Answer::Creds(creds_for("OLD", &clock, 15 * MIN)));
     }
     script.push(Answer::Never);
-    let provider = ScriptedProvider::new("p", script).fallback(fallback).shared();
+    let provider = ScriptedProvider::new("p", script)
+        .fallback(fallback)
+        .shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
     if fill {
-        within(Duration::from_secs(10), "fill", cache.get()).await.unwrap();
+        within(Duration::from_secs(10), "fill", cache.get())
+            .await
+            .unwrap();
         clock.advance(16 * MIN);
     }
     let baseline = clock.sleepers();
     let caller = spawn_get(&cache);
-    until("the caller waits on the refresh", || clock.sleepers() > baseline).await;
-    until("the refresh is running", || provider.calls() == usize::from(fill) + 1).await;
+    until("the caller waits on the refresh", || {
+        clock.sleepers() > baseline
+    })
+    .await;
+    until("the refresh is running", || {
+        provider.calls() == usize::from(fill) + 1
+    })
+    .await;
     (clock, provider, cache, caller)
 }
 
 #[tokio::test]
 async fn timeout_serves_the_provider_fallback_before_the_last_good_credentials() {
     let fallback = creds("PROVIDER-FALLBACK", None);
-    let (clock, _, cache, caller) = caller_blocked_on_a_hung_refresh(Fallback::Fixed(fallback), true).await;
+    let (clock, _, cache, caller) =
+        caller_blocked_on_a_hung_refresh(Fallback::Fixed(fallback), true).await;
     settle().await;
-    assert!(!caller.is_finished(), "the caller gave up before load_timeout");
+    assert!(
+        !caller.is_finished(),
+        "the caller gave up before load_timeout"
+    );
 
     clock.advance(TIMEOUT);
     assert_eq!(join_key(caller).await, Ok("PROVIDER-FALLBACK".into()));
@@ -80,7 +103,10 @@ async fn timeout_with_no_fallback_and_nothing_cached_raises_timed_out() {
     settle().await;
     assert!(!caller.is_finished(), "timed out before load_timeout");
     clock.advance(Duration::from_millis(1));
-    let err = within(Duration::from_secs(10), "caller", caller).await.unwrap().unwrap_err();
+    let err = within(Duration::from_secs(10), "caller", caller)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert_eq!(err.provider(), Some("p"));
     assert_eq!(count(&cache.stats().timeouts), 1);
@@ -90,7 +116,9 @@ async fn timeout_with_no_fallback_and_nothing_cached_raises_timed_out() {
 async fn timed_out_source_call_is_not_abandoned_and_its_late_result_updates_the_cache() {
     let clock = manual_clock();
     let provider =
-        ScriptedProvider::new("p", [Answer::after(10 * SEC, Answer::creds("LATE", None))]).clock(&clock).shared();
+        ScriptedProvider::new("p", [Answer::after(10 * SEC, Answer::creds("LATE", None))])
+            .clock(&clock)
+            .shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
 
     let first = spawn_get(&cache);
@@ -105,21 +133,37 @@ async fn timed_out_source_call_is_not_abandoned_and_its_late_result_updates_the_
     until("the second caller waits", || clock.sleepers() == 2).await;
     clock.advance(4 * SEC); // the source answers at t = 10 s
     assert_eq!(join_key(second).await, Ok("LATE".into()));
-    until("the late result is counted", || count(&cache.stats().late_results) == 1).await;
+    until("the late result is counted", || {
+        count(&cache.stats().late_results) == 1
+    })
+    .await;
 
-    assert_eq!(within(Duration::from_secs(10), "get()", cache.get()).await.unwrap().credentials().access_key_id(), "LATE");
+    assert_eq!(
+        within(Duration::from_secs(10), "get()", cache.get())
+            .await
+            .unwrap()
+            .credentials()
+            .access_key_id(),
+        "LATE"
+    );
     assert_eq!(provider.calls(), 1);
     assert_eq!(count(&cache.stats().source_calls), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn late_result_lands_in_the_cache_on_tokio_paused_time() {
-    let clock: creds_core::SharedClock = Arc::new(TokioClock::starting_at(UNIX_EPOCH + Duration::from_secs(1_767_225_600)));
+    let clock: creds_core::SharedClock = Arc::new(TokioClock::starting_at(
+        UNIX_EPOCH + Duration::from_secs(1_767_225_600),
+    ));
     let expiry = clock.now() + 60 * MIN;
-    let provider = ScriptedProvider::new("p", [Answer::after(8 * SEC, Answer::creds("LATE", Some(expiry)))])
-        .clock_shared(clock.clone())
-        .shared();
-    let cache = CredentialCache::new(provider.clone(), exact_policy(), Some(clock.clone()), None).unwrap();
+    let provider = ScriptedProvider::new(
+        "p",
+        [Answer::after(8 * SEC, Answer::creds("LATE", Some(expiry)))],
+    )
+    .clock_shared(clock.clone())
+    .shared();
+    let cache =
+        CredentialCache::new(provider.clone(), exact_policy(), Some(clock.clone()), None).unwrap();
 
     let started = tokio::time::Instant::now();
     let err = cache.get().await.unwrap_err();
@@ -127,7 +171,9 @@ async fn late_result_lands_in_the_cache_on_tokio_paused_time() {
     assert_eq!(started.elapsed(), TIMEOUT);
 
     tokio::time::sleep(3 * SEC).await;
-    let entry = cache.with_fresh(Arc::clone).expect("the late result is cached and fresh");
+    let entry = cache
+        .with_fresh(Arc::clone)
+        .expect("the late result is cached and fresh");
     assert_eq!(entry.credentials().access_key_id(), "LATE");
     assert_eq!(count(&cache.stats().late_results), 1);
     assert_eq!(provider.calls(), 1);

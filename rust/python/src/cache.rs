@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use creds_core::{
-    AdvisoryRefresh, CredentialCache, Credentials, Entry, ProvideCredentials, ProvideFuture, RefreshPolicy,
-    SharedClock, SharedProvider,
+    AdvisoryRefresh, CredentialCache, Credentials, Entry, ProvideCredentials, ProvideFuture,
+    RefreshPolicy, SharedClock, SharedProvider,
 };
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -54,7 +54,10 @@ impl PyCredentialCache {
     }
 }
 
-fn opt_time(py: Python<'_>, t: Option<std::time::SystemTime>) -> PyResult<Option<Bound<'_, PyAny>>> {
+fn opt_time(
+    py: Python<'_>,
+    t: Option<std::time::SystemTime>,
+) -> PyResult<Option<Bound<'_, PyAny>>> {
     t.map(|t| convert::datetime(py, t)).transpose()
 }
 
@@ -84,9 +87,13 @@ impl PyCredentialCache {
         if load_timeout.is_zero() {
             return Err(PyValueError::new_err("load_timeout must be greater than 0"));
         }
-        let advisory_window = advisory_window.map(|w| convert::seconds("advisory_window", w)).transpose()?;
+        let advisory_window = advisory_window
+            .map(|w| convert::seconds("advisory_window", w))
+            .transpose()?;
         if advisory_window.is_some_and(|w| w.is_zero()) {
-            return Err(PyValueError::new_err("advisory_window must be greater than 0 (or None for the table)"));
+            return Err(PyValueError::new_err(
+                "advisory_window must be greater than 0 (or None for the table)",
+            ));
         }
         let policy = RefreshPolicy {
             advisory_window,
@@ -99,7 +106,9 @@ impl PyCredentialCache {
                 Some(v) => convert::range("error_cache", v)?,
                 None => defaults.error_cache,
             },
-            advisory_refresh: advisory_refresh.parse::<AdvisoryRefresh>().map_err(PyValueError::new_err)?,
+            advisory_refresh: advisory_refresh
+                .parse::<AdvisoryRefresh>()
+                .map_err(PyValueError::new_err)?,
             load_timeout,
             ..defaults
         };
@@ -108,7 +117,11 @@ impl PyCredentialCache {
             Some(c) if c.is_none() => None,
             Some(c) => match c.cast::<PyManualClock>() {
                 Ok(manual) => Some(Arc::clone(&manual.get().clock) as SharedClock),
-                Err(_) => return Err(PyTypeError::new_err("clock must be a creds_core.testing.ManualClock or None")),
+                Err(_) => {
+                    return Err(PyTypeError::new_err(
+                        "clock must be a creds_core.testing.ManualClock or None",
+                    ))
+                }
             },
         };
         let limiter = match limiter {
@@ -121,8 +134,13 @@ impl PyCredentialCache {
             _ => None,
         };
         let shared = provider::from_python(provider)?;
-        let cache = CredentialCache::new(shared, policy, clock, name).map_err(PyValueError::new_err)?;
-        Ok(Self { cache, provider: provider.clone().unbind(), limiter })
+        let cache =
+            CredentialCache::new(shared, policy, clock, name).map_err(PyValueError::new_err)?;
+        Ok(Self {
+            cache,
+            provider: provider.clone().unbind(),
+            limiter,
+        })
     }
 
     /// Credentials, by the refresh policy. Fresh credentials cost one atomic load and one clock
@@ -177,16 +195,28 @@ impl PyCredentialCache {
         d.set_item("state", i.state)?;
         d.set_item("access_key_id", &i.access_key_id)?;
         d.set_item("expiry", opt_time(py, i.expiry)?)?;
-        d.set_item("advisory_window", i.advisory_window.map(|w| w.as_secs_f64()))?;
-        d.set_item("mandatory_window", i.mandatory_window.map(|w| w.as_secs_f64()))?;
+        d.set_item(
+            "advisory_window",
+            i.advisory_window.map(|w| w.as_secs_f64()),
+        )?;
+        d.set_item(
+            "mandatory_window",
+            i.mandatory_window.map(|w| w.as_secs_f64()),
+        )?;
         d.set_item("refresh_at", opt_time(py, i.refresh_at)?)?;
         d.set_item("mandatory_at", opt_time(py, i.mandatory_at)?)?;
-        d.set_item("next_refresh_allowed_at", opt_time(py, i.next_refresh_allowed_at)?)?;
+        d.set_item(
+            "next_refresh_allowed_at",
+            opt_time(py, i.next_refresh_allowed_at)?,
+        )?;
         d.set_item("error_cached_until", opt_time(py, i.error_cached_until)?)?;
         d.set_item("last_error", &i.last_error)?;
         d.set_item("refreshing", i.refreshing)?;
         d.set_item("invalidated", i.invalidated)?;
-        d.set_item("load_timeout", self.cache.policy().load_timeout.as_secs_f64())?;
+        d.set_item(
+            "load_timeout",
+            self.cache.policy().load_timeout.as_secs_f64(),
+        )?;
         Ok(d)
     }
 

@@ -36,9 +36,14 @@ impl PyProviderChain {
             objects.push(item.unbind());
         }
         if shared.is_empty() {
-            return Err(PyValueError::new_err("a ProviderChain needs at least one provider"));
+            return Err(PyValueError::new_err(
+                "a ProviderChain needs at least one provider",
+            ));
         }
-        Ok(Self { chain: Arc::new(ProviderChain::new(shared, policy, name)), providers: objects })
+        Ok(Self {
+            chain: Arc::new(ProviderChain::new(shared, policy, name)),
+            providers: objects,
+        })
     }
 
     /// The chain's name.
@@ -66,16 +71,23 @@ impl PyProviderChain {
     fn provide(&self, py: Python<'_>) -> PyResult<PyCredentials> {
         let chain = Arc::clone(&self.chain);
         let result = runtime::wait(py, async move { chain.provide().await })?;
-        result.map(PyCredentials::wrap).map_err(|e| errors::to_pyerr(py, &e))
+        result
+            .map(PyCredentials::wrap)
+            .map_err(|e| errors::to_pyerr(py, &e))
     }
 
     /// The chain's fallback credentials, by its policy.
     fn fallback_on_interrupt(&self, py: Python<'_>) -> Option<PyCredentials> {
         let chain = Arc::clone(&self.chain);
-        py.detach(move || chain.fallback_on_interrupt()).map(PyCredentials::wrap)
+        py.detach(move || chain.fallback_on_interrupt())
+            .map(PyCredentials::wrap)
     }
 
     fn __repr__(&self) -> String {
-        format!("ProviderChain(name={:?}, fallback={:?})", self.chain.name(), self.fallback())
+        format!(
+            "ProviderChain(name={:?}, fallback={:?})",
+            self.chain.name(),
+            self.fallback()
+        )
     }
 }

@@ -29,7 +29,9 @@ impl PyManualClock {
                 None => ManualClock::default(),
             },
         };
-        Ok(Self { clock: Arc::new(clock) })
+        Ok(Self {
+            clock: Arc::new(clock),
+        })
     }
 
     /// The current time, an aware UTC datetime.
@@ -39,7 +41,10 @@ impl PyManualClock {
 
     /// The current time in epoch seconds.
     fn time(&self) -> f64 {
-        self.clock.now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+        self.clock
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64())
     }
 
     /// Move forward by `seconds` (a number or a timedelta) and wake due sleeps.

@@ -15,7 +15,8 @@ pub fn datetime(py: Python<'_>, t: SystemTime) -> PyResult<Bound<'_, PyAny>> {
     };
     let dt = py.import("datetime")?;
     let utc = dt.getattr("timezone")?.getattr("utc")?;
-    dt.getattr("datetime")?.call_method1("fromtimestamp", (secs, utc))
+    dt.getattr("datetime")?
+        .call_method1("fromtimestamp", (secs, utc))
 }
 
 /// Epoch seconds as a `SystemTime`.
@@ -32,7 +33,9 @@ pub fn expiry(value: &Bound<'_, PyAny>) -> Result<Option<SystemTime>, String> {
         return Ok(None);
     }
     if value.is_instance_of::<PyBool>() {
-        return Err("expiry must be a datetime, an ISO-8601 string or epoch seconds, not a bool".into());
+        return Err(
+            "expiry must be a datetime, an ISO-8601 string or epoch seconds, not a bool".into(),
+        );
     }
     if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>() {
         let secs: f64 = value.extract().map_err(|e: PyErr| e.to_string())?;
@@ -48,7 +51,9 @@ pub fn expiry(value: &Bound<'_, PyAny>) -> Result<Option<SystemTime>, String> {
         let text = text.to_string();
         let trimmed = text.trim();
         // Python before 3.11 does not read a trailing "Z".
-        let iso = trimmed.strip_suffix('Z').or_else(|| trimmed.strip_suffix('z'));
+        let iso = trimmed
+            .strip_suffix('Z')
+            .or_else(|| trimmed.strip_suffix('z'));
         let iso = iso.map_or_else(|| trimmed.to_owned(), |s| format!("{s}+00:00"));
         parsed = datetime_type
             .call_method1("fromisoformat", (iso,))
@@ -57,7 +62,11 @@ pub fn expiry(value: &Bound<'_, PyAny>) -> Result<Option<SystemTime>, String> {
     } else if value.is_instance(&datetime_type).unwrap_or(false) {
         value
     } else {
-        let type_name = value.get_type().qualname().map(|n| n.to_string()).unwrap_or_default();
+        let type_name = value
+            .get_type()
+            .qualname()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
         return Err(format!(
             "expiry must be a datetime, an ISO-8601 string or epoch seconds, not {type_name}"
         ));
@@ -99,10 +108,25 @@ pub fn range(name: &str, value: &Bound<'_, PyAny>) -> PyResult<(Duration, Durati
     Ok((lo, hi))
 }
 
-const ACCESS_KEYS: &[&str] = &["access_key_id", "AccessKeyId", "access_key", "aws_access_key_id"];
-const SECRET_KEYS: &[&str] =
-    &["secret_access_key", "SecretAccessKey", "secret_key", "aws_secret_access_key"];
-const TOKEN_KEYS: &[&str] = &["session_token", "SessionToken", "Token", "token", "aws_session_token"];
+const ACCESS_KEYS: &[&str] = &[
+    "access_key_id",
+    "AccessKeyId",
+    "access_key",
+    "aws_access_key_id",
+];
+const SECRET_KEYS: &[&str] = &[
+    "secret_access_key",
+    "SecretAccessKey",
+    "secret_key",
+    "aws_secret_access_key",
+];
+const TOKEN_KEYS: &[&str] = &[
+    "session_token",
+    "SessionToken",
+    "Token",
+    "token",
+    "aws_session_token",
+];
 const EXPIRY_KEYS: &[&str] = &["expiry", "Expiration", "expiry_time", "expiration"];
 const ACCOUNT_KEYS: &[&str] = &["account_id", "AccountId", "aws_account_id"];
 
@@ -111,7 +135,9 @@ fn lookup<'py>(
     keys: &'static [&'static str],
 ) -> Result<Option<(&'static str, Bound<'py, PyAny>)>, String> {
     for key in keys {
-        let value = mapping.call_method1("get", (*key,)).map_err(|e| e.to_string())?;
+        let value = mapping
+            .call_method1("get", (*key,))
+            .map_err(|e| e.to_string())?;
         if !value.is_none() {
             return Ok(Some((*key, value)));
         }
@@ -119,9 +145,17 @@ fn lookup<'py>(
     Ok(None)
 }
 
-fn text(found: Option<(&'static str, Bound<'_, PyAny>)>, what: &str, keys: &[&str], required: bool) -> Result<Option<String>, String> {
+fn text(
+    found: Option<(&'static str, Bound<'_, PyAny>)>,
+    what: &str,
+    keys: &[&str],
+    required: bool,
+) -> Result<Option<String>, String> {
     match found {
-        None if required => Err(format!("the mapping has no {what} (expected one of: {})", keys.join(", "))),
+        None if required => Err(format!(
+            "the mapping has no {what} (expected one of: {})",
+            keys.join(", ")
+        )),
         None => Ok(None),
         Some((key, value)) => {
             let s: String = value
@@ -149,18 +183,44 @@ pub fn credentials_from_mapping(mapping: &Bound<'_, PyAny>) -> Result<Credential
         .and_then(|m| m.getattr("Mapping"))
         .map_err(|e| e.to_string())?;
     if !mapping.is_instance(&abc).unwrap_or(false) {
-        let type_name = mapping.get_type().qualname().map(|n| n.to_string()).unwrap_or_default();
-        return Err(format!("expected Credentials, a mapping or None, got {type_name}"));
+        let type_name = mapping
+            .get_type()
+            .qualname()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        return Err(format!(
+            "expected Credentials, a mapping or None, got {type_name}"
+        ));
     }
     if let Ok(version) = mapping.call_method1("get", ("Version",)) {
         if !version.is_none() && version.extract::<i64>().ok() != Some(1) {
             return Err("unsupported credential_process Version (only 1 is defined)".into());
         }
     }
-    let access = text(lookup(mapping, ACCESS_KEYS)?, "access key id", ACCESS_KEYS, true)?;
-    let secret = text(lookup(mapping, SECRET_KEYS)?, "secret access key", SECRET_KEYS, true)?;
-    let token = text(lookup(mapping, TOKEN_KEYS)?, "session token", TOKEN_KEYS, false)?;
-    let account = text(lookup(mapping, ACCOUNT_KEYS)?, "account id", ACCOUNT_KEYS, false)?;
+    let access = text(
+        lookup(mapping, ACCESS_KEYS)?,
+        "access key id",
+        ACCESS_KEYS,
+        true,
+    )?;
+    let secret = text(
+        lookup(mapping, SECRET_KEYS)?,
+        "secret access key",
+        SECRET_KEYS,
+        true,
+    )?;
+    let token = text(
+        lookup(mapping, TOKEN_KEYS)?,
+        "session token",
+        TOKEN_KEYS,
+        false,
+    )?;
+    let account = text(
+        lookup(mapping, ACCOUNT_KEYS)?,
+        "account id",
+        ACCOUNT_KEYS,
+        false,
+    )?;
     let expiry = match lookup(mapping, EXPIRY_KEYS)? {
         None => None,
         Some((key, value)) => expiry(&value).map_err(|e| format!("the mapping's {key}: {e}"))?,

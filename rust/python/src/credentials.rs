@@ -63,7 +63,8 @@ impl PyCredentials {
         mapping: &Bound<'_, PyAny>,
         provider_name: Option<String>,
     ) -> PyResult<Self> {
-        let credentials = convert::credentials_from_mapping(mapping).map_err(PyValueError::new_err)?;
+        let credentials =
+            convert::credentials_from_mapping(mapping).map_err(PyValueError::new_err)?;
         Ok(Self::wrap(credentials.with_provider_name(provider_name)))
     }
 
@@ -90,26 +91,36 @@ impl PyCredentials {
     /// An aware UTC datetime, or None for credentials that do not expire.
     #[getter]
     fn expiry<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.inner.expiry().map(|t| convert::datetime(py, t)).transpose()
+        self.inner
+            .expiry()
+            .map(|t| convert::datetime(py, t))
+            .transpose()
     }
 
     /// botocore's `ReadOnlyCredentials(access_key, secret_key, token)`.
     fn to_botocore<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        py.import("botocore.credentials")?.getattr("ReadOnlyCredentials")?.call1((
-            self.inner.access_key_id(),
-            self.inner.secret_access_key(),
-            self.inner.session_token(),
-        ))
+        py.import("botocore.credentials")?
+            .getattr("ReadOnlyCredentials")?
+            .call1((
+                self.inner.access_key_id(),
+                self.inner.secret_access_key(),
+                self.inner.session_token(),
+            ))
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let c = &self.inner;
-        let mut out = format!("Credentials(access_key_id={:?}, secret_access_key='***'", c.access_key_id());
+        let mut out = format!(
+            "Credentials(access_key_id={:?}, secret_access_key='***'",
+            c.access_key_id()
+        );
         if c.session_token().is_some() {
             out.push_str(", session_token='***'");
         }
         if let Some(t) = c.expiry() {
-            let iso: String = convert::datetime(py, t)?.call_method0("isoformat")?.extract()?;
+            let iso: String = convert::datetime(py, t)?
+                .call_method0("isoformat")?
+                .extract()?;
             out.push_str(&format!(", expiry='{iso}'"));
         }
         if let Some(a) = c.account_id() {
@@ -123,7 +134,9 @@ impl PyCredentials {
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.cast::<PyCredentials>().is_ok_and(|o| o.get().inner == self.inner)
+        other
+            .cast::<PyCredentials>()
+            .is_ok_and(|o| o.get().inner == self.inner)
     }
 
     fn __hash__(&self) -> u64 {

@@ -102,10 +102,15 @@ pub fn from_pyerr(py: Python<'_>, err: PyErr) -> CoreError {
         (ErrorKind::Recoverable, message)
     };
     let code: Option<String> = value.getattr("code").ok().and_then(|c| c.extract().ok());
-    let provider: Option<String> = value.getattr("provider").ok().and_then(|c| c.extract().ok());
+    let provider: Option<String> = value
+        .getattr("provider")
+        .ok()
+        .and_then(|c| c.extract().ok());
     // Our own errors already start with "provider: "; keep the name once, as the provider.
     let message = match &provider {
-        Some(p) => message.strip_prefix(&format!("{p}: ")).map_or(message.clone(), str::to_owned),
+        Some(p) => message
+            .strip_prefix(&format!("{p}: "))
+            .map_or(message.clone(), str::to_owned),
         None => message,
     };
     let mut out = CoreError::new(kind, message);
@@ -121,10 +126,16 @@ pub fn from_pyerr(py: Python<'_>, err: PyErr) -> CoreError {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("CredentialsError", py.get_type::<CredentialsError>())?;
-    m.add("CredentialsNotLoaded", py.get_type::<CredentialsNotLoaded>())?;
+    m.add(
+        "CredentialsNotLoaded",
+        py.get_type::<CredentialsNotLoaded>(),
+    )?;
     m.add("ProviderError", py.get_type::<ProviderError>())?;
     m.add("NonRecoverableError", py.get_type::<NonRecoverableError>())?;
     m.add("ProviderTimedOut", py.get_type::<ProviderTimedOut>())?;
-    m.add("CredentialCycleError", py.get_type::<CredentialCycleError>())?;
+    m.add(
+        "CredentialCycleError",
+        py.get_type::<CredentialCycleError>(),
+    )?;
     Ok(())
 }

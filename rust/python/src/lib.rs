@@ -15,14 +15,19 @@ mod runtime;
 /// Size the shared runtime's pools. Takes effect for work started afterwards.
 #[pyfunction]
 #[pyo3(signature = (*, worker_threads=None, max_blocking_threads=None))]
-fn configure_runtime(worker_threads: Option<usize>, max_blocking_threads: Option<usize>) -> PyResult<()> {
+fn configure_runtime(
+    worker_threads: Option<usize>,
+    max_blocking_threads: Option<usize>,
+) -> PyResult<()> {
     let current = creds_core::runtime::config();
     let config = creds_core::runtime::RuntimeConfig {
         worker_threads: worker_threads.unwrap_or(current.worker_threads),
         max_blocking_threads: max_blocking_threads.unwrap_or(current.max_blocking_threads),
     };
     if config.worker_threads == 0 || config.max_blocking_threads == 0 {
-        return Err(pyo3::exceptions::PyValueError::new_err("pool sizes must be at least 1"));
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "pool sizes must be at least 1",
+        ));
     }
     creds_core::runtime::configure(config);
     Ok(())

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use creds_core::{
-    flight, Credentials, CredentialsError as CoreError, ProvideCredentials, ProvideFuture, SharedProvider,
-    StaticProvider,
+    flight, Credentials, CredentialsError as CoreError, ProvideCredentials, ProvideFuture,
+    SharedProvider, StaticProvider,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -35,7 +35,10 @@ fn display_name(obj: &Bound<'_, PyAny>) -> String {
             return name;
         }
     }
-    obj.get_type().qualname().map(|n| n.to_string()).unwrap_or_else(|_| "provider".to_owned())
+    obj.get_type()
+        .qualname()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "provider".to_owned())
 }
 
 /// The core provider for a Python object: a `ProviderChain`, a `CredentialCache` (served
@@ -48,7 +51,9 @@ pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<SharedProvider> {
         return Ok(cache.get().as_provider());
     }
     if let Ok(credentials) = obj.cast::<PyCredentials>() {
-        return Ok(Arc::new(StaticProvider::new(credentials.get().inner.clone())));
+        return Ok(Arc::new(StaticProvider::new(
+            credentials.get().inner.clone(),
+        )));
     }
     let name = display_name(obj);
     let provide = obj.getattr("provide").ok().filter(|p| p.is_callable());
@@ -56,14 +61,21 @@ pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<SharedProvider> {
         Some(method) => method,
         None if obj.is_callable() => obj.clone(),
         None => {
-            let type_name = obj.get_type().qualname().map(|n| n.to_string()).unwrap_or_default();
+            let type_name = obj
+                .get_type()
+                .qualname()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
             return Err(PyTypeError::new_err(format!(
                 "a provider must be a creds_core.Provider (an object with provide()), a callable, \
                  a ProviderChain, a CredentialCache or Credentials; got {type_name}"
             )));
         }
     };
-    let fallback = obj.getattr("fallback_on_interrupt").ok().filter(|f| f.is_callable());
+    let fallback = obj
+        .getattr("fallback_on_interrupt")
+        .ok()
+        .filter(|f| f.is_callable());
     Ok(Arc::new(PyProvider {
         call: Arc::new(call.unbind()),
         fallback: fallback.map(|f| Arc::new(f.unbind())),
@@ -84,7 +96,9 @@ fn convert_answer(value: &Bound<'_, PyAny>) -> Result<Credentials, CoreError> {
         value.clone()
     };
     if value.is_none() {
-        return Err(CoreError::not_loaded("the provider returned None (no credentials here)"));
+        return Err(CoreError::not_loaded(
+            "the provider returned None (no credentials here)",
+        ));
     }
     if let Ok(credentials) = value.cast::<PyCredentials>() {
         return Ok(credentials.get().inner.clone());
@@ -105,7 +119,9 @@ impl ProvideCredentials for PyProvider {
             })
             .await;
             answer.unwrap_or_else(|| {
-                Err(CoreError::recoverable("the provider call was dropped before it ran (shutting down?)"))
+                Err(CoreError::recoverable(
+                    "the provider call was dropped before it ran (shutting down?)",
+                ))
             })
         })
     }

@@ -23,7 +23,9 @@ where
     let mut fut = Box::pin(fut);
     loop {
         let slice = py.detach(|| {
-            core_runtime::block_on(async { tokio::time::timeout(SIGNAL_CHECK, &mut fut).await.ok() })
+            core_runtime::block_on(async {
+                tokio::time::timeout(SIGNAL_CHECK, &mut fut).await.ok()
+            })
         });
         if let Some(value) = slice {
             return Ok(value);
@@ -70,7 +72,9 @@ impl ContextExt for SharedRuntime {
     }
 
     fn get_task_locals() -> Option<TaskLocals> {
-        TASK_LOCALS.try_with(|c| c.get().cloned()).unwrap_or_default()
+        TASK_LOCALS
+            .try_with(|c| c.get().cloned())
+            .unwrap_or_default()
     }
 }
 

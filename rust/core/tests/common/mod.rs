@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use creds_core::{
-    CredentialCache, CredentialsError, ManualClock, ProvideCredentials, ProvideFuture, RefreshPolicy,
-    Result, SharedClock, SharedProvider,
+    CredentialCache, CredentialsError, ManualClock, ProvideCredentials, ProvideFuture,
+    RefreshPolicy, Result, SharedClock, SharedProvider,
 };
 pub use creds_core::{Credentials, ErrorKind};
 use futures::future::BoxFuture;
@@ -23,7 +23,12 @@ pub const MIN: Duration = Duration::from_secs(60);
 
 /// Credentials whose access key id is `key` (the tests tell credentials apart by it).
 pub fn creds(key: &str, expiry: Option<SystemTime>) -> Credentials {
-    Credentials::new(key, format!("secret-of-{key}"), Some(format!("token-of-{key}")), expiry)
+    Credentials::new(
+        key,
+        format!("secret-of-{key}"),
+        Some(format!("token-of-{key}")),
+        expiry,
+    )
 }
 
 /// Credentials for `key` that expire `lifetime` after the clock's current time.
@@ -39,11 +44,18 @@ pub fn manual_clock() -> Arc<ManualClock> {
 
 /// The default policy without refresh jitter, so that windows fall on exact times.
 pub fn exact_policy() -> RefreshPolicy {
-    RefreshPolicy { refresh_jitter: 0.0, ..RefreshPolicy::default() }
+    RefreshPolicy {
+        refresh_jitter: 0.0,
+        ..RefreshPolicy::default()
+    }
 }
 
 /// A cache over `provider` on `clock`.
-pub fn cache_on(provider: SharedProvider, clock: &Arc<ManualClock>, policy: RefreshPolicy) -> CredentialCache {
+pub fn cache_on(
+    provider: SharedProvider,
+    clock: &Arc<ManualClock>,
+    policy: RefreshPolicy,
+) -> CredentialCache {
     let clock: SharedClock = clock.clone();
     CredentialCache::new(provider, policy, Some(clock), None).expect("valid policy")
 }
@@ -143,7 +155,10 @@ impl Answer {
         Self::Fail(CredentialsError::recoverable("Rate exceeded").with_code("Throttling"))
     }
     pub fn access_denied() -> Self {
-        Self::Fail(CredentialsError::non_recoverable("not authorized to assume the role").with_code("AccessDenied"))
+        Self::Fail(
+            CredentialsError::non_recoverable("not authorized to assume the role")
+                .with_code("AccessDenied"),
+        )
     }
     pub fn after(delay: Duration, then: Answer) -> Self {
         Self::After(delay, Box::new(then))
@@ -158,7 +173,9 @@ impl Answer {
     where
         F: Future<Output = Result<Credentials>> + Send + 'static,
     {
-        Self::Async(Arc::new(move || -> BoxFuture<'static, Result<Credentials>> { Box::pin(f()) }))
+        Self::Async(Arc::new(
+            move || -> BoxFuture<'static, Result<Credentials>> { Box::pin(f()) },
+        ))
     }
 }
 
@@ -248,7 +265,9 @@ impl ScriptedProvider {
                 *last = Some(answer.clone());
                 answer
             }
-            None => last.clone().unwrap_or_else(|| panic!("{}: empty script", self.name)),
+            None => last
+                .clone()
+                .unwrap_or_else(|| panic!("{}: empty script", self.name)),
         }
     }
 
@@ -258,7 +277,10 @@ impl ScriptedProvider {
                 Answer::Creds(c) => Ok(c),
                 Answer::Fail(e) => Err(e),
                 Answer::After(delay, then) => {
-                    let clock = self.clock.as_ref().expect("Answer::After needs ScriptedProvider::clock");
+                    let clock = self
+                        .clock
+                        .as_ref()
+                        .expect("Answer::After needs ScriptedProvider::clock");
                     clock.sleep(delay).await;
                     self.answer(*then).await
                 }
@@ -271,7 +293,9 @@ impl ScriptedProvider {
                 Answer::PanicEagerly => unreachable!("handled in provide()"),
                 Answer::Blocking(f) => creds_core::flight::run_blocking(move || f())
                     .await
-                    .unwrap_or_else(|| Err(CredentialsError::recoverable("blocking work was dropped"))),
+                    .unwrap_or_else(|| {
+                        Err(CredentialsError::recoverable("blocking work was dropped"))
+                    }),
                 Answer::Async(f) => f().await,
             }
         })
