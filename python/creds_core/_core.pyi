@@ -10,6 +10,7 @@ __all__ = [
     "Credentials",
     "CredentialsError",
     "CredentialsNotLoaded",
+    "Limiter",
     "ManualClock",
     "NonRecoverableError",
     "ProviderChain",
@@ -55,6 +56,12 @@ class Credentials:
     @property
     def expiry(self) -> datetime | None: ...
     @property
+    def access_key(self) -> str: ...
+    @property
+    def secret_key(self) -> str: ...
+    @property
+    def token(self) -> str | None: ...
+    @property
     def account_id(self) -> str | None: ...
     @property
     def provider_name(self) -> str | None: ...
@@ -92,7 +99,7 @@ class CredentialCache:
         refresh_backoff: tuple[float, float] | None = None,
         error_cache: tuple[float, float] | None = None,
         advisory_refresh: Literal["background", "inline"] = "background",
-        limiter: Any | None = None,
+        limiter: Limiter | None = None,
         clock: ManualClock | None = None,
         name: str | None = None,
     ) -> CredentialCache: ...
@@ -106,7 +113,31 @@ class CredentialCache:
     @property
     def provider(self) -> Any: ...
     @property
-    def limiter(self) -> Any | None: ...
+    def limiter(self) -> Limiter | None: ...
+
+@final
+class Limiter:
+    def __new__(
+        cls,
+        max_concurrency: int = 50,
+        rate: float | None = None,
+        adaptive: bool = True,
+        clock: ManualClock | None = None,
+        *,
+        burst: float | None = None,
+        failure_threshold: int = 5,
+        cooldown: float = 30.0,
+        name: str | None = None,
+    ) -> Limiter: ...
+    def stats(self) -> dict[str, Any]: ...
+    @property
+    def breaker(self) -> Literal["closed", "open", "half-open"]: ...
+    @property
+    def max_concurrency(self) -> int: ...
+    @property
+    def rate(self) -> float | None: ...
+    @property
+    def name(self) -> str: ...
 
 @final
 class ManualClock:

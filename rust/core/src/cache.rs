@@ -14,6 +14,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::credentials::Credentials;
 use crate::error::{CredentialsError, ErrorKind, Result};
 use crate::flight::{self, FlightCtx};
+use crate::limiter::{CallOutcome, Limiter};
 use crate::policy::{self, AdvisoryRefresh, Decision, RefreshPolicy, View, Windows};
 use crate::provider::SharedProvider;
 use crate::runtime;
@@ -218,6 +219,7 @@ struct Inner {
     clock: SharedClock,
     state: ArcSwap<State>,
     stats: Stats,
+    limiter: OnceLock<Arc<Limiter>>,
 }
 
 /// A credential cache over one provider. Cloning shares the cache.
@@ -256,6 +258,7 @@ impl CredentialCache {
                 clock: clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 state: ArcSwap::from_pointee(State::empty()),
                 stats: Stats::default(),
+                limiter: OnceLock::new(),
             }),
         })
     }
@@ -273,6 +276,17 @@ impl CredentialCache {
     #[must_use]
     pub fn policy(&self) -> &RefreshPolicy {
         &self.inner.policy
+    }
+
+    /// Put this cache's source calls behind a shared limiter. Once only; false if it already
+    /// has one.
+    pub fn set_limiter(&self, limiter: Arc<Limiter>) -> bool {
+        self.inner.limiter.set(limiter).is_ok()
+    }
+
+    #[must_use]
+    pub fn limiter(&self) -> Option<&Arc<Limiter>> {
+        self.inner.limiter.get()
     }
 
     #[must_use]
@@ -412,7 +426,20 @@ impl CredentialCache {
         bump(&inner.stats.source_calls);
         // `provide()` is called inside the guarded future, so that a provider panicking before
         // it returns a future fails this flight instead of killing the task and wedging the cache.
-        let provide = flight::scope(Arc::clone(&flight.ctx), async { inner.provider.provide().await });
+        let limiter = inner.limiter.get();
+        let ctx = Arc::clone(&flight.ctx);
+        let provide = flight::scope(Arc::clone(&flight.ctx), async {
+            // The limiter's slot is held only around the source call itself.
+            let permit = match limiter {
+                Some(l) => Some(l.acquire(ctx.is_nested(), ctx.became_nested()).await?),
+                None => None,
+            };
+            let result = inner.provider.provide().await;
+            if let (Some(l), Some(permit)) = (limiter, permit) {
+                l.record(permit, CallOutcome::of(&result));
+            }
+            result
+        });
         let result = std::panic::AssertUnwindSafe(provide)
             .catch_unwind()
             .await

@@ -30,6 +30,9 @@ pub struct FlightCtx {
     /// from provider threads (its ancestors), this flight's cache last.
     lineage: Vec<u64>,
     nested: AtomicBool,
+    /// Mirrors `nested` for waiters: a flight queued for a limiter slot stops waiting for it
+    /// once a provider thread (which may hold a slot) depends on it.
+    nested_signal: tokio::sync::watch::Sender<bool>,
     pending: Mutex<Vec<Arc<Job>>>,
     waiting_on: Mutex<Option<Weak<FlightCtx>>>,
 }
@@ -44,6 +47,7 @@ impl FlightCtx {
         Arc::new(Self {
             lineage,
             nested: AtomicBool::new(parent.is_some()),
+            nested_signal: tokio::sync::watch::channel(parent.is_some()).0,
             pending: Mutex::new(Vec::new()),
             waiting_on: Mutex::new(None),
         })
@@ -59,11 +63,24 @@ impl FlightCtx {
     /// for a pool slot.
     pub fn mark_nested(&self) {
         if !self.nested.swap(true, Ordering::SeqCst) {
+            self.nested_signal.send_replace(true);
             let queued = std::mem::take(&mut *lock(&self.pending));
             for job in queued {
                 spawn_own_thread(job);
             }
         }
+    }
+
+    /// Whether a provider thread depends on this flight.
+    #[must_use]
+    pub fn is_nested(&self) -> bool {
+        self.nested.load(Ordering::SeqCst)
+    }
+
+    /// Completes once a provider thread depends on this flight.
+    pub async fn became_nested(&self) {
+        let mut rx = self.nested_signal.subscribe();
+        let _ = rx.wait_for(|nested| *nested).await;
     }
 
     /// Record that this flight now waits on `other`; false when that wait would close a cycle.
@@ -106,7 +123,9 @@ thread_local! {
 /// provider future this task is running (an async provider awaiting another cache), if any.
 #[must_use]
 pub fn current() -> Option<Arc<FlightCtx>> {
-    CURRENT.with(|c| c.borrow().clone()).or_else(|| FLIGHT.try_with(Arc::clone).ok())
+    CURRENT
+        .with(|c| c.borrow().clone())
+        .or_else(|| FLIGHT.try_with(Arc::clone).ok())
 }
 
 /// Run `fut` (a provider's `provide`) as part of flight `ctx`.

@@ -222,6 +222,7 @@ async fn rfc_timeout_serves_p2(rfc: &Rfc, hung: &Arc<ScriptedProvider>, calls: u
         .unwrap()
         .unwrap();
     assert_eq!(got.credentials().access_key_id(), "P2-CREDS");
+    assert_eq!(got.credentials().provider_name(), Some("p2"));
     let stats = rfc.cache.stats();
     assert_eq!(count(&stats.timeouts), 1);
     assert_eq!(
@@ -290,6 +291,7 @@ async fn rfc_case_2_serves_p2_fallback_even_to_a_cache_with_nothing_to_fall_back
         .await
         .unwrap();
     assert_eq!(key_of(&got), Ok("P2-CREDS".into()));
+    assert_eq!(got.unwrap().credentials().provider_name(), Some("p2"));
     assert_eq!(p2.calls(), 1);
 }
 

@@ -170,7 +170,7 @@ async fn late_result_lands_in_the_cache_on_tokio_paused_time() {
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert_eq!(started.elapsed(), TIMEOUT);
 
-    tokio::time::sleep(3 * SEC).await;
+    tokio::time::sleep(4 * SEC).await; // the source answers at t = 8 s
     let entry = cache
         .with_fresh(Arc::clone)
         .expect("the late result is cached and fresh");

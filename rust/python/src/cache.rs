@@ -11,8 +11,8 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::clock::PyManualClock;
 use crate::credentials::PyCredentials;
+use crate::limiter::PyLimiter;
 use crate::{convert, errors, provider, runtime};
 
 /// A credential cache with single-flight refresh and the AWS refresh policy.
@@ -112,30 +112,26 @@ impl PyCredentialCache {
             load_timeout,
             ..defaults
         };
-        let clock: Option<SharedClock> = match clock {
-            None => None,
-            Some(c) if c.is_none() => None,
-            Some(c) => match c.cast::<PyManualClock>() {
-                Ok(manual) => Some(Arc::clone(&manual.get().clock) as SharedClock),
+        let clock: Option<SharedClock> = crate::limiter::clock_option(clock)?;
+        let limiter = match limiter {
+            Some(l) if !l.is_none() => match l.cast::<PyLimiter>() {
+                Ok(pl) => Some((Arc::clone(&pl.get().limiter), l.clone().unbind())),
                 Err(_) => {
-                    return Err(PyTypeError::new_err(
-                        "clock must be a creds_core.testing.ManualClock or None",
-                    ))
+                    return Err(PyTypeError::new_err(format!(
+                        "limiter must be a creds_core.Limiter or None, got {}",
+                        l.get_type().qualname()?
+                    )))
                 }
             },
-        };
-        let limiter = match limiter {
-            Some(l) if !l.is_none() => {
-                return Err(PyTypeError::new_err(format!(
-                    "limiter must be a creds_core.Limiter or None, got {}",
-                    l.get_type().qualname()?
-                )))
-            }
             _ => None,
         };
         let shared = provider::from_python(provider)?;
         let cache =
             CredentialCache::new(shared, policy, clock, name).map_err(PyValueError::new_err)?;
+        let limiter = limiter.map(|(core, obj)| {
+            cache.set_limiter(core);
+            obj
+        });
         Ok(Self {
             cache,
             provider: provider.clone().unbind(),

@@ -88,6 +88,20 @@ impl PyCredentials {
     fn provider_name(&self) -> Option<&str> {
         self.inner.provider_name()
     }
+    /// botocore's `ReadOnlyCredentials` names, so that a `Credentials` object can be handed to
+    /// botocore's signer as frozen credentials without a copy.
+    #[getter]
+    fn access_key(&self) -> &str {
+        self.inner.access_key_id()
+    }
+    #[getter]
+    fn secret_key(&self) -> &str {
+        self.inner.secret_access_key()
+    }
+    #[getter]
+    fn token(&self) -> Option<&str> {
+        self.inner.session_token()
+    }
     /// An aware UTC datetime, or None for credentials that do not expire.
     #[getter]
     fn expiry<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {

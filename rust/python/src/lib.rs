@@ -9,6 +9,7 @@ mod clock;
 mod convert;
 mod credentials;
 mod errors;
+mod limiter;
 mod provider;
 mod runtime;
 
@@ -54,6 +55,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<chain::PyProviderChain>()?;
     m.add_class::<cache::PyCredentialCache>()?;
     m.add_class::<clock::PyManualClock>()?;
+    m.add_class::<limiter::PyLimiter>()?;
     m.add_function(wrap_pyfunction!(configure_runtime, m)?)?;
     m.add_function(wrap_pyfunction!(runtime_config, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;

@@ -1,0 +1,557 @@
+//! AWS as a shared resource: one `Limiter` in front of many caches' source calls (e.g. every
+//! role assumed through one STS endpoint). It caps concurrent calls and their rate, slows down
+//! multiplicatively on throttling and recovers smoothly (adaptive, like the SDKs' adaptive
+//! retry mode but across all caches), and opens a circuit breaker after repeated failures so
+//! that a down source is not hammered. While the breaker is open, calls fail fast with a
+//! recoverable error, so static stability keeps serving cached credentials.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::error::{CredentialsError, ErrorKind};
+
+/// botocore's throttling error codes.
+pub const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "LimitExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// Whether an error is the source saying "slow down".
+#[must_use]
+pub fn is_throttling(e: &CredentialsError) -> bool {
+    e.code()
+        .is_some_and(|code| THROTTLING_CODES.contains(&code))
+}
+
+/// Limiter settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimiterConfig {
+    /// Source calls in flight at once.
+    pub max_concurrency: usize,
+    /// Calls per second (token bucket); `None` for no fixed rate (adaptive still applies once
+    /// the source throttles).
+    pub rate: Option<f64>,
+    /// Tokens the bucket holds (bursts); defaults to max(1, rate).
+    pub burst: Option<f64>,
+    /// Slow down on throttling and recover on success.
+    pub adaptive: bool,
+    /// Consecutive recoverable failures (not throttling) that open the breaker.
+    pub failure_threshold: u32,
+    /// How long the breaker stays open before one probe call is let through.
+    pub cooldown: Duration,
+}
+
+impl Default for LimiterConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 50,
+            rate: None,
+            burst: None,
+            adaptive: true,
+            failure_threshold: 5,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+impl LimiterConfig {
+    /// # Errors
+    /// A setting out of range; the message names it.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_concurrency == 0 {
+            return Err("max_concurrency must be at least 1".into());
+        }
+        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+            return Err("rate must be a number of calls per second > 0, or None".into());
+        }
+        if self.burst.is_some_and(|b| !(b.is_finite() && b >= 1.0)) {
+            return Err("burst must be >= 1".into());
+        }
+        if self.failure_threshold == 0 {
+            return Err("failure_threshold must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The breaker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open {
+        until: SystemTime,
+    },
+    /// One probe call is in flight; everyone else fails fast until it answers.
+    HalfOpen,
+}
+
+#[derive(Debug)]
+struct Control {
+    /// Current allowed rate (None: unlimited).
+    rate: Option<f64>,
+    tokens: f64,
+    refilled_at: SystemTime,
+    /// Calls started in the current one-second window, to seed the adaptive rate when the
+    /// limiter had no fixed rate.
+    window_start: SystemTime,
+    window_calls: u32,
+    last_window_rate: f64,
+    consecutive_failures: u32,
+    breaker: BreakerState,
+}
+
+/// Counters of what the limiter did.
+#[derive(Debug, Default)]
+pub struct LimiterStats {
+    pub acquired: AtomicU64,
+    pub waited_for_rate: AtomicU64,
+    pub throttled: AtomicU64,
+    pub failures: AtomicU64,
+    pub rejected_open: AtomicU64,
+    pub breaker_opened: AtomicU64,
+    pub breaker_closed: AtomicU64,
+}
+
+/// A shared concurrency cap, token bucket, adaptive rate and circuit breaker.
+pub struct Limiter {
+    config: LimiterConfig,
+    semaphore: Arc<Semaphore>,
+    control: Mutex<Control>,
+    clock: SharedClock,
+    stats: LimiterStats,
+    name: String,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("name", &self.name)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The right to make one source call. Dropping it frees the slot.
+#[derive(Debug)]
+pub struct Permit {
+    _slot: Option<OwnedSemaphorePermit>,
+    probe: bool,
+}
+
+/// How a source call ended, as the limiter counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    Success,
+    Throttled,
+    /// 5xx, network, timeouts: the source may be down.
+    Failure,
+    /// The source answered (e.g. access denied): healthy, but no credentials.
+    Rejected,
+}
+
+impl CallOutcome {
+    /// Classify a provider's result.
+    #[must_use]
+    pub fn of<T>(result: &Result<T, CredentialsError>) -> Self {
+        match result {
+            Ok(_) => Self::Success,
+            Err(e) if is_throttling(e) => Self::Throttled,
+            Err(e) if matches!(e.kind(), ErrorKind::Recoverable | ErrorKind::TimedOut) => {
+                Self::Failure
+            }
+            Err(_) => Self::Rejected,
+        }
+    }
+}
+
+const MIN_RATE: f64 = 0.5;
+const DECREASE: f64 = 0.5;
+
+impl Limiter {
+    /// A limiter.
+    ///
+    /// # Errors
+    /// An invalid configuration.
+    pub fn new(
+        config: LimiterConfig,
+        clock: Option<SharedClock>,
+        name: Option<String>,
+    ) -> Result<Self, String> {
+        config.validate()?;
+        let clock = clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let now = clock.now();
+        Ok(Self {
+            semaphore: Arc::new(Semaphore::new(config.max_concurrency)),
+            control: Mutex::new(Control {
+                rate: config.rate,
+                tokens: config
+                    .burst
+                    .unwrap_or_else(|| config.rate.unwrap_or(1.0).max(1.0)),
+                refilled_at: now,
+                window_start: now,
+                window_calls: 0,
+                last_window_rate: 0.0,
+                consecutive_failures: 0,
+                breaker: BreakerState::Closed,
+            }),
+            clock,
+            stats: LimiterStats::default(),
+            name: name.unwrap_or_else(|| "limiter".to_owned()),
+            config,
+        })
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &LimiterConfig {
+        &self.config
+    }
+
+    #[must_use]
+    pub fn stats(&self) -> &LimiterStats {
+        &self.stats
+    }
+
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn control(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current allowed rate (calls per second), `None` when unlimited.
+    #[must_use]
+    pub fn current_rate(&self) -> Option<f64> {
+        self.control().rate
+    }
+
+    /// The breaker's state now.
+    #[must_use]
+    pub fn breaker(&self) -> BreakerState {
+        self.control().breaker
+    }
+
+    /// Permission for one source call. `bypass_slots` (or `became_nested` completing while it
+    /// waits): a provider thread that may hold a slot depends on this call, so it must not wait
+    /// for another — nobody waits for a slot while holding one. The rate still applies:
+    /// waiting for time never deadlocks.
+    ///
+    /// # Errors
+    /// The breaker is open: a recoverable error, so caches keep serving what they have.
+    pub async fn acquire(
+        &self,
+        bypass_slots: bool,
+        became_nested: impl std::future::Future<Output = ()>,
+    ) -> Result<Permit, CredentialsError> {
+        let probe = self.pass_breaker()?;
+        let slot = if bypass_slots {
+            None
+        } else {
+            let slot = Arc::clone(&self.semaphore).acquire_owned();
+            tokio::select! {
+                slot = slot => Some(slot.expect("the limiter's semaphore is never closed")),
+                () = became_nested => None,
+            }
+        };
+        loop {
+            let wait = self.take_token();
+            match wait {
+                None => break,
+                Some(wait) => {
+                    self.stats.waited_for_rate.fetch_add(1, Ordering::Relaxed);
+                    self.clock.sleep(wait).await;
+                }
+            }
+        }
+        self.stats.acquired.fetch_add(1, Ordering::Relaxed);
+        Ok(Permit { _slot: slot, probe })
+    }
+
+    /// Fail fast while the breaker is open; let exactly one probe through after the cooldown.
+    fn pass_breaker(&self) -> Result<bool, CredentialsError> {
+        let now = self.clock.now();
+        let mut c = self.control();
+        match c.breaker {
+            BreakerState::Closed => Ok(false),
+            BreakerState::Open { until } if now >= until => {
+                c.breaker = BreakerState::HalfOpen;
+                Ok(true)
+            }
+            BreakerState::Open { .. } | BreakerState::HalfOpen => {
+                drop(c);
+                self.stats.rejected_open.fetch_add(1, Ordering::Relaxed);
+                Err(CredentialsError::recoverable(format!(
+                    "circuit breaker '{}' is open after repeated failures of the source; \
+                     cached credentials are served until a probe call succeeds",
+                    self.name
+                ))
+                .with_code("CircuitBreakerOpen"))
+            }
+        }
+    }
+
+    /// Take a token, or say how long to wait for one.
+    fn take_token(&self) -> Option<Duration> {
+        let now = self.clock.now();
+        let mut c = self.control();
+        if now.duration_since(c.window_start).unwrap_or_default() >= Duration::from_secs(1) {
+            let secs = now
+                .duration_since(c.window_start)
+                .unwrap_or_default()
+                .as_secs_f64();
+            c.last_window_rate = f64::from(c.window_calls) / secs.max(1.0);
+            c.window_start = now;
+            c.window_calls = 0;
+        }
+        let Some(rate) = c.rate else {
+            c.window_calls += 1;
+            return None;
+        };
+        let burst = self.config.burst.unwrap_or_else(|| rate.max(1.0));
+        let elapsed = now
+            .duration_since(c.refilled_at)
+            .unwrap_or_default()
+            .as_secs_f64();
+        c.tokens = (c.tokens + elapsed * rate).min(burst.max(1.0));
+        c.refilled_at = now;
+        if c.tokens >= 1.0 {
+            c.tokens -= 1.0;
+            c.window_calls += 1;
+            None
+        } else {
+            Some(Duration::from_secs_f64((1.0 - c.tokens) / rate))
+        }
+    }
+
+    /// Record how the call made under `permit` ended.
+    pub fn record(&self, permit: Permit, outcome: CallOutcome) {
+        let now = self.clock.now();
+        let mut c = self.control();
+        match outcome {
+            CallOutcome::Throttled => {
+                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+                if self.config.adaptive {
+                    let base = c
+                        .rate
+                        .unwrap_or(c.last_window_rate.max(f64::from(c.window_calls)));
+                    c.rate = Some((base * DECREASE).max(MIN_RATE));
+                    c.tokens = c.tokens.min(1.0);
+                }
+                if permit.probe {
+                    c.breaker = BreakerState::Closed;
+                }
+            }
+            CallOutcome::Failure => {
+                self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                c.consecutive_failures += 1;
+                if permit.probe || c.consecutive_failures >= self.config.failure_threshold {
+                    if !matches!(c.breaker, BreakerState::Open { .. }) {
+                        self.stats.breaker_opened.fetch_add(1, Ordering::Relaxed);
+                        log::warn!(
+                            "creds_core: circuit breaker '{}' opened after {} consecutive failures; \
+                             retrying in {:.0}s",
+                            self.name,
+                            c.consecutive_failures,
+                            self.config.cooldown.as_secs_f64()
+                        );
+                    }
+                    c.breaker = BreakerState::Open {
+                        until: now + self.config.cooldown,
+                    };
+                }
+            }
+            CallOutcome::Success | CallOutcome::Rejected => {
+                c.consecutive_failures = 0;
+                if c.breaker != BreakerState::Closed {
+                    self.stats.breaker_closed.fetch_add(1, Ordering::Relaxed);
+                    log::info!(
+                        "creds_core: circuit breaker '{}' closed: the source answers again",
+                        self.name
+                    );
+                }
+                c.breaker = BreakerState::Closed;
+                if self.config.adaptive && outcome == CallOutcome::Success {
+                    if let Some(rate) = c.rate {
+                        // Additive recovery towards the configured rate (or lift the limit
+                        // entirely once well above the observed demand when there was none).
+                        let ceiling = self.config.rate.unwrap_or(f64::INFINITY);
+                        let step = self.config.rate.map_or(1.0, |r| r / 20.0).max(0.25);
+                        let next = (rate + step).min(ceiling);
+                        c.rate = if next.is_infinite() { None } else { Some(next) };
+                        if self.config.rate.is_none()
+                            && next > 4.0 * c.last_window_rate.max(1.0) + 100.0
+                        {
+                            c.rate = None;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::{Clock, ManualClock};
+
+    fn limiter(config: LimiterConfig) -> (Arc<ManualClock>, Limiter) {
+        let clock = Arc::new(ManualClock::default());
+        let l = Limiter::new(
+            config,
+            Some(Arc::clone(&clock) as SharedClock),
+            Some("sts".into()),
+        )
+        .unwrap();
+        (clock, l)
+    }
+
+    fn never() -> std::future::Pending<()> {
+        std::future::pending()
+    }
+
+    #[tokio::test]
+    async fn token_bucket_makes_the_call_past_the_burst_wait_for_the_rate() {
+        let (clock, l) = limiter(LimiterConfig {
+            rate: Some(2.0),
+            burst: Some(2.0),
+            ..LimiterConfig::default()
+        });
+        let a = l.acquire(false, never()).await.unwrap();
+        let b = l.acquire(false, never()).await.unwrap();
+        l.record(a, CallOutcome::Success);
+        l.record(b, CallOutcome::Success);
+        let third = tokio::spawn(async move {
+            let p = l.acquire(false, never()).await.unwrap();
+            l.record(p, CallOutcome::Success);
+            l.stats().waited_for_rate.load(Ordering::Relaxed)
+        });
+        while clock.sleepers() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!third.is_finished());
+        clock.advance(Duration::from_millis(500));
+        assert_eq!(third.await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn throttling_halves_the_rate_and_success_recovers_it() {
+        let (clock, l) = limiter(LimiterConfig {
+            rate: Some(100.0),
+            ..LimiterConfig::default()
+        });
+        let p = l.acquire(false, never()).await.unwrap();
+        l.record(p, CallOutcome::Throttled);
+        assert_eq!(l.current_rate(), Some(50.0));
+        for _ in 0..20 {
+            clock.advance(Duration::from_secs(10));
+            let p = l.acquire(false, never()).await.unwrap();
+            l.record(p, CallOutcome::Success);
+        }
+        assert_eq!(l.current_rate(), Some(100.0));
+    }
+
+    #[tokio::test]
+    async fn breaker_opens_after_repeated_failures_fails_fast_and_closes_after_a_good_probe() {
+        let (clock, l) = limiter(LimiterConfig {
+            failure_threshold: 3,
+            ..LimiterConfig::default()
+        });
+        for _ in 0..3 {
+            let p = l.acquire(false, never()).await.unwrap();
+            l.record(p, CallOutcome::Failure);
+        }
+        assert!(matches!(l.breaker(), BreakerState::Open { .. }));
+        let err = l.acquire(false, never()).await.unwrap_err();
+        assert!(err.is_recoverable());
+        assert_eq!(err.code(), Some("CircuitBreakerOpen"));
+        clock.advance(Duration::from_secs(30));
+        let probe = l.acquire(false, never()).await.unwrap();
+        assert_eq!(l.breaker(), BreakerState::HalfOpen);
+        assert!(
+            l.acquire(false, never()).await.is_err(),
+            "only one probe at a time"
+        );
+        l.record(probe, CallOutcome::Success);
+        assert_eq!(l.breaker(), BreakerState::Closed);
+        assert_eq!(l.stats().breaker_closed.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn throttling_never_opens_the_breaker() {
+        let (clock, l) = limiter(LimiterConfig {
+            failure_threshold: 2,
+            ..LimiterConfig::default()
+        });
+        for _ in 0..10 {
+            clock.advance(Duration::from_secs(10));
+            let p = l.acquire(false, never()).await.unwrap();
+            l.record(p, CallOutcome::Throttled);
+        }
+        assert_eq!(l.breaker(), BreakerState::Closed);
+    }
+
+    #[tokio::test]
+    async fn a_nested_call_does_not_wait_for_a_slot() {
+        let (_clock, l) = limiter(LimiterConfig {
+            max_concurrency: 1,
+            ..LimiterConfig::default()
+        });
+        let held = l.acquire(false, never()).await.unwrap();
+        let nested = l.acquire(true, never()).await.unwrap();
+        l.record(nested, CallOutcome::Success);
+        // A queued call whose flight becomes nested stops waiting for the slot.
+        let escaped = l.acquire(false, async {}).await.unwrap();
+        l.record(escaped, CallOutcome::Success);
+        l.record(held, CallOutcome::Success);
+    }
+
+    #[test]
+    fn invalid_settings_are_rejected() {
+        assert!(LimiterConfig {
+            max_concurrency: 0,
+            ..LimiterConfig::default()
+        }
+        .validate()
+        .is_err());
+        assert!(LimiterConfig {
+            rate: Some(0.0),
+            ..LimiterConfig::default()
+        }
+        .validate()
+        .is_err());
+        assert!(LimiterConfig {
+            failure_threshold: 0,
+            ..LimiterConfig::default()
+        }
+        .validate()
+        .is_err());
+    }
+
+    #[test]
+    fn throttling_codes_are_botocores() {
+        let e = CredentialsError::recoverable("slow down").with_code("SlowDown");
+        assert!(is_throttling(&e));
+        assert!(!is_throttling(
+            &CredentialsError::recoverable("x").with_code("AccessDenied")
+        ));
+        let _ = SystemClock.now();
+    }
+}

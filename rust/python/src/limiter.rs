@@ -1,0 +1,129 @@
+//! `creds_core.Limiter`: one limiter shared by many caches.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use creds_core::limiter::BreakerState;
+use creds_core::{Limiter, LimiterConfig, SharedClock};
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::clock::PyManualClock;
+use crate::convert;
+
+/// Caps concurrent source calls and their rate across every cache that shares it, slows down
+/// on throttling, and opens a circuit breaker after repeated failures.
+#[pyclass(frozen, module = "creds_core", name = "Limiter")]
+pub struct PyLimiter {
+    pub limiter: Arc<Limiter>,
+}
+
+pub fn clock_option(clock: Option<&Bound<'_, PyAny>>) -> PyResult<Option<SharedClock>> {
+    match clock {
+        None => Ok(None),
+        Some(c) if c.is_none() => Ok(None),
+        Some(c) => match c.cast::<PyManualClock>() {
+            Ok(manual) => Ok(Some(Arc::clone(&manual.get().clock) as SharedClock)),
+            Err(_) => Err(PyTypeError::new_err(
+                "clock must be a creds_core.testing.ManualClock or None",
+            )),
+        },
+    }
+}
+
+#[pymethods]
+impl PyLimiter {
+    #[new]
+    #[pyo3(signature = (
+        max_concurrency=50, rate=None, adaptive=true, clock=None, *, burst=None,
+        failure_threshold=5, cooldown=30.0, name=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        max_concurrency: i64,
+        rate: Option<f64>,
+        adaptive: bool,
+        clock: Option<&Bound<'_, PyAny>>,
+        burst: Option<f64>,
+        failure_threshold: i64,
+        cooldown: f64,
+        name: Option<String>,
+    ) -> PyResult<Self> {
+        let max_concurrency = usize::try_from(max_concurrency)
+            .map_err(|_| PyValueError::new_err("max_concurrency must be at least 1"))?;
+        let failure_threshold = u32::try_from(failure_threshold)
+            .map_err(|_| PyValueError::new_err("failure_threshold must be at least 1"))?;
+        let config = LimiterConfig {
+            max_concurrency,
+            rate,
+            burst,
+            adaptive,
+            failure_threshold,
+            cooldown: convert::seconds("cooldown", cooldown)?,
+        };
+        let limiter =
+            Limiter::new(config, clock_option(clock)?, name).map_err(PyValueError::new_err)?;
+        Ok(Self {
+            limiter: Arc::new(limiter),
+        })
+    }
+
+    /// Counters and the current state: acquired, waited_for_rate, throttled, failures,
+    /// rejected_open, breaker_opened, breaker_closed, current_rate, breaker.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.limiter.stats();
+        let d = PyDict::new(py);
+        for (k, v) in [
+            ("acquired", &s.acquired),
+            ("waited_for_rate", &s.waited_for_rate),
+            ("throttled", &s.throttled),
+            ("failures", &s.failures),
+            ("rejected_open", &s.rejected_open),
+            ("breaker_opened", &s.breaker_opened),
+            ("breaker_closed", &s.breaker_closed),
+        ] {
+            d.set_item(k, v.load(Ordering::Relaxed))?;
+        }
+        d.set_item("current_rate", self.limiter.current_rate())?;
+        d.set_item("breaker", self.breaker())?;
+        Ok(d)
+    }
+
+    /// `"closed"`, `"open"` or `"half-open"`.
+    #[getter]
+    fn breaker(&self) -> &'static str {
+        match self.limiter.breaker() {
+            BreakerState::Closed => "closed",
+            BreakerState::Open { .. } => "open",
+            BreakerState::HalfOpen => "half-open",
+        }
+    }
+
+    #[getter]
+    fn max_concurrency(&self) -> usize {
+        self.limiter.config().max_concurrency
+    }
+
+    #[getter]
+    fn rate(&self) -> Option<f64> {
+        self.limiter.config().rate
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        self.limiter.name()
+    }
+
+    fn __repr__(&self) -> String {
+        let c = self.limiter.config();
+        format!(
+            "Limiter(name={:?}, max_concurrency={}, rate={:?}, adaptive={}, breaker={:?})",
+            self.limiter.name(),
+            c.max_concurrency,
+            c.rate,
+            c.adaptive,
+            self.breaker()
+        )
+    }
+}

@@ -1,0 +1,69 @@
+"""A Limiter shared by many caches: concurrency cap, breaker with static stability."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from creds_core import CredentialCache, Credentials, Limiter
+from creds_core.testing import ManualClock
+from helpers import creds
+
+
+def test_a_shared_limiter_caps_concurrent_source_calls_across_caches() -> None:
+    limiter = Limiter(max_concurrency=3)
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def provider() -> Credentials:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.02)
+        with lock:
+            state["now"] -= 1
+        return creds("AK", lifetime=3600)
+
+    caches = [CredentialCache(provider, limiter=limiter, load_timeout=30) for _ in range(30)]
+    with ThreadPoolExecutor(30) as pool:
+        list(pool.map(lambda c: c.get(), caches, timeout=60))
+    assert state["peak"] <= 3
+    assert limiter.stats()["acquired"] == 30
+    assert caches[0].limiter is limiter
+
+
+def test_open_breaker_fails_fast_and_caches_keep_serving_what_they_have() -> None:
+    clock = ManualClock()
+    limiter = Limiter(failure_threshold=2, cooldown=60, clock=clock)
+    calls = {"n": 0}
+
+    def provider() -> Any:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            return creds(f"AK{calls['n']}", lifetime=900, now=clock.now())
+        raise ConnectionError("STS is down")
+
+    a = CredentialCache(provider, limiter=limiter, clock=clock, refresh_backoff=(1, 1))
+    b = CredentialCache(provider, limiter=limiter, clock=clock, refresh_backoff=(1, 1))
+    assert (a.get().access_key_id, b.get().access_key_id) == ("AK1", "AK2")
+    clock.advance(900)
+    assert a.get().access_key_id == "AK1"  # failure 1, static stability
+    assert b.get().access_key_id == "AK2"  # failure 2: the breaker opens
+    assert limiter.breaker == "open"
+    clock.advance(2)
+    assert a.get().access_key_id == "AK1"  # fails fast: the source is not called
+    assert calls["n"] == 4
+    assert limiter.stats()["rejected_open"] == 1
+    assert "circuit breaker" in (a.inspect()["last_error"] or "")
+
+
+def test_limiter_options_are_checked() -> None:
+    for bad in ({"max_concurrency": 0}, {"rate": 0}, {"rate": -1.0}, {"failure_threshold": 0}):
+        with pytest.raises(ValueError):
+            Limiter(**bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="creds_core.Limiter"):
+        CredentialCache(lambda: None, limiter="fast")  # type: ignore[arg-type]
