@@ -65,5 +65,5 @@ def test_limiter_options_are_checked() -> None:
     for bad in ({"max_concurrency": 0}, {"rate": 0}, {"rate": -1.0}, {"failure_threshold": 0}):
         with pytest.raises(ValueError):
             Limiter(**bad)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="creds_core.Limiter"):
+    with pytest.raises(TypeError, match=r"creds_core\.Limiter"):
         CredentialCache(lambda: None, limiter="fast")  # type: ignore[arg-type]

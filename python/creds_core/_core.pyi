@@ -16,9 +16,9 @@ __all__ = [
     "ProviderChain",
     "ProviderError",
     "ProviderTimedOut",
+    "_after_fork_in_child",
     "configure_runtime",
     "runtime_config",
-    "_after_fork_in_child",
 ]
 
 class CredentialsError(Exception):
