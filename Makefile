@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install develop demo test lint rust-test py-test stubtest bench clean
+.PHONY: install develop demo test lint rust-test py-test stubtest wheel-check bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,10 +37,21 @@ rust-test:
 stubtest: develop
 	$(BIN)/python -m mypy.stubtest creds_core._core --allowlist .stubtest-allowlist
 
+# One abi3 wheel that installs and imports in a fresh virtual environment.
+wheel-check: develop
+	rm -rf dist target/wheel-venv
+	$(BIN)/maturin build --release --quiet --out dist
+	test $$(ls dist/*-abi3-*.whl | wc -l) -eq 1
+	$(PYTHON) -m venv target/wheel-venv
+	target/wheel-venv/bin/pip install --quiet dist/*.whl
+	cd /tmp && $(CURDIR)/target/wheel-venv/bin/python -c "import creds_core, creds_core._core as m; \
+	  c = creds_core.CredentialCache(lambda: creds_core.Credentials('AK', 's')); \
+	  assert c.get().access_key_id == 'AK'; print('wheel ok:', m.__file__)"
+
 py-test: develop
 	$(BIN)/python -m pytest -q
 
-test: lint rust-test stubtest py-test
+test: lint rust-test stubtest wheel-check py-test
 
 bench: develop
 	$(BIN)/python -m pytest benches -q --benchmark-only
