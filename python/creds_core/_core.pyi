@@ -5,6 +5,7 @@ from typing import Any, Literal, final
 from botocore.credentials import ReadOnlyCredentials
 
 __all__ = [
+    "THROTTLING_CODES",
     "CredentialCache",
     "CredentialCycleError",
     "Credentials",
@@ -20,6 +21,9 @@ __all__ = [
     "configure_runtime",
     "runtime_config",
 ]
+
+#: botocore's throttling error codes: the Limiter slows down on these.
+THROTTLING_CODES: list[str]
 
 class CredentialsError(Exception):
     provider: str | None

@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 from botocore import exceptions as bce
 from botocore.parsers import ResponseParserError
 
+from creds_core._core import THROTTLING_CODES as _RUST_THROTTLING_CODES
 from creds_core._core import (
     CredentialsError,
     CredentialsNotLoaded,
@@ -42,25 +43,9 @@ __all__ = [
     "recoverable",
 ]
 
-#: botocore's throttling error codes (``botocore.retries.standard``), as listed in DESIGN.md.
-THROTTLING_CODES: frozenset[str] = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "EC2ThrottledException",
-    }
-)
+#: botocore's throttling error codes, as listed in DESIGN.md. One list, kept in the Rust core
+#: (the shared Limiter slows down on exactly these codes).
+THROTTLING_CODES: frozenset[str] = frozenset(_RUST_THROTTLING_CODES)
 
 #: Error codes that retrying later may fix although the HTTP status is a 4xx.
 RECOVERABLE_CODES: frozenset[str] = frozenset(

@@ -51,6 +51,10 @@ fn _after_fork_in_child() {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
+    m.add(
+        "THROTTLING_CODES",
+        creds_core::limiter::THROTTLING_CODES.to_vec(),
+    )?;
     m.add_class::<credentials::PyCredentials>()?;
     m.add_class::<chain::PyProviderChain>()?;
     m.add_class::<cache::PyCredentialCache>()?;
