@@ -424,6 +424,12 @@ impl CredentialCache {
     async fn run_flight(self, flight: Arc<Flight>) {
         let inner = &self.inner;
         bump(&inner.stats.source_calls);
+        let started = std::time::Instant::now();
+        log::debug!(
+            "refreshing credentials of '{}' from {}",
+            inner.name,
+            inner.provider.name()
+        );
         // `provide()` is called inside the guarded future, so that a provider panicking before
         // it returns a future fails this flight instead of killing the task and wedging the cache.
         let limiter = inner.limiter.get();
@@ -471,8 +477,44 @@ impl CredentialCache {
         inner
             .state
             .rcu(|current| self.apply(current, &flight, &outcome, now));
+        self.log_outcome(&outcome, started.elapsed());
         // Publish after the state: a woken waiter that reads the state sees the new one.
         flight.result.send_replace(Some(outcome));
+    }
+
+    /// One line per refresh, at the level an operator would choose. Never a secret.
+    fn log_outcome(&self, outcome: &Outcome, took: Duration) {
+        let inner = &self.inner;
+        let took_ms = took.as_secs_f64() * 1000.0;
+        match outcome {
+            Ok(entry) => log::info!(
+                "refreshed credentials of '{}' from {} in {took_ms:.1} ms; they expire {}",
+                inner.name,
+                inner.provider.name(),
+                entry
+                    .credentials()
+                    .expiry()
+                    .map_or_else(|| "never".to_owned(), crate::clock::iso8601),
+            ),
+            Err(e) => {
+                let state = inner.state.load();
+                if let Some(until) = state.backoff_until {
+                    log::warn!(
+                        "refresh of '{}' failed after {took_ms:.1} ms: {e}; serving the last good \
+                         credentials, next attempt not before {}",
+                        inner.name,
+                        crate::clock::iso8601(until)
+                    );
+                } else if let Some((_, until)) = &state.error {
+                    log::warn!(
+                        "refresh of '{}' failed after {took_ms:.1} ms: {e}; re-raised without \
+                         calling the source until {}",
+                        inner.name,
+                        crate::clock::iso8601(*until)
+                    );
+                }
+            }
+        }
     }
 
     fn apply(
@@ -547,6 +589,13 @@ impl CredentialCache {
                 flight.abandoned.store(true, Ordering::SeqCst);
                 if let Some(credentials) = inner.provider.fallback_on_interrupt() {
                     bump(&inner.stats.fallbacks);
+                    log::warn!(
+                        "no answer from {} within the load timeout of {:.3}s: serving its fallback \
+                         credentials for '{}'; the refresh goes on",
+                        inner.provider.name(),
+                        inner.policy.load_timeout.as_secs_f64(),
+                        inner.name
+                    );
                     return Ok(Arc::new(Entry::new(
                         credentials.or_provider_name(inner.provider.name()),
                     )));
@@ -554,6 +603,13 @@ impl CredentialCache {
                 match self.last_good() {
                     Some(entry) => {
                         bump(&inner.stats.static_stability);
+                        log::warn!(
+                            "no answer from {} within the load timeout of {:.3}s: serving the last \
+                             good credentials of '{}'; the refresh goes on",
+                            inner.provider.name(),
+                            inner.policy.load_timeout.as_secs_f64(),
+                            inner.name
+                        );
                         Ok(entry)
                     }
                     None => Err(CredentialsError::timed_out(inner.policy.load_timeout)

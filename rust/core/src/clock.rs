@@ -170,6 +170,29 @@ impl Clock for ManualClock {
     }
 }
 
+/// `t` as an ISO-8601 UTC timestamp with second precision, for messages and logs.
+#[must_use]
+pub fn iso8601(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = i64::try_from(days).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// A shared clock handle.
 pub type SharedClock = Arc<dyn Clock>;
 
@@ -189,6 +212,19 @@ mod tests {
         assert_eq!(clock.sleepers(), 1);
         clock.advance(Duration::from_secs(40));
         long.await.unwrap();
+    }
+
+    #[test]
+    fn iso8601_formats_utc_dates() {
+        assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            iso8601(UNIX_EPOCH + Duration::from_secs(1_767_225_600)),
+            "2026-01-01T00:00:00Z"
+        );
+        assert_eq!(
+            iso8601(UNIX_EPOCH + Duration::from_secs(951_782_400 + 86_399)),
+            "2000-02-29T23:59:59Z"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -342,6 +342,8 @@ impl Limiter {
 
     /// Record how the call made under `permit` ended.
     pub fn record(&self, permit: Permit, outcome: CallOutcome) {
+        // Logging may wait for the GIL: never log while holding the control lock.
+        let mut event = None;
         let now = self.clock.now();
         let mut c = self.control();
         match outcome {
@@ -364,13 +366,7 @@ impl Limiter {
                 if permit.probe || c.consecutive_failures >= self.config.failure_threshold {
                     if !matches!(c.breaker, BreakerState::Open { .. }) {
                         self.stats.breaker_opened.fetch_add(1, Ordering::Relaxed);
-                        log::warn!(
-                            "creds_core: circuit breaker '{}' opened after {} consecutive failures; \
-                             retrying in {:.0}s",
-                            self.name,
-                            c.consecutive_failures,
-                            self.config.cooldown.as_secs_f64()
-                        );
+                        event = Some((true, c.consecutive_failures));
                     }
                     c.breaker = BreakerState::Open {
                         until: now + self.config.cooldown,
@@ -381,10 +377,7 @@ impl Limiter {
                 c.consecutive_failures = 0;
                 if c.breaker != BreakerState::Closed {
                     self.stats.breaker_closed.fetch_add(1, Ordering::Relaxed);
-                    log::info!(
-                        "creds_core: circuit breaker '{}' closed: the source answers again",
-                        self.name
-                    );
+                    event = Some((false, 0));
                 }
                 c.breaker = BreakerState::Closed;
                 if self.config.adaptive && outcome == CallOutcome::Success {
@@ -403,6 +396,20 @@ impl Limiter {
                     }
                 }
             }
+        }
+        drop(c);
+        match event {
+            Some((true, failures)) => log::warn!(
+                "circuit breaker '{}' opened after {failures} consecutive failures of the source; \
+                 calls fail fast for {:.0}s, cached credentials are served meanwhile",
+                self.name,
+                self.config.cooldown.as_secs_f64()
+            ),
+            Some((false, _)) => log::info!(
+                "circuit breaker '{}' closed: the source answers again",
+                self.name
+            ),
+            None => {}
         }
     }
 }

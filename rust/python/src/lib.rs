@@ -50,6 +50,12 @@ fn _after_fork_in_child() {
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Rust log records go to Python's `logging` (loggers `creds_core.cache`, `creds_core.limiter`,
+    // ...). Levels are asked of Python on each record, so `logging` configuration made later
+    // applies. Another extension may have installed a `log` backend already: then keep it.
+    let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Loggers)?
+        .filter(log::LevelFilter::Debug)
+        .install();
     errors::register(m)?;
     m.add(
         "THROTTLING_CODES",
