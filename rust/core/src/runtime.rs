@@ -2,9 +2,10 @@
 //! safe from any thread (plain, blocking-pool, or runtime worker).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use arc_swap::ArcSwapOption;
 use tokio::runtime::{Builder, Handle, Runtime, RuntimeFlavor};
 
 /// Sizes of the shared runtime's thread pools.
@@ -25,28 +26,16 @@ impl Default for RuntimeConfig {
     }
 }
 
-struct Global {
-    config: RuntimeConfig,
-    runtime: Option<Arc<Runtime>>,
-    /// Runtimes replaced by `configure`, kept alive so that work already on them finishes.
-    retired: Vec<Arc<Runtime>>,
-}
-
-static GLOBAL: Mutex<Global> = Mutex::new(Global {
-    config: RuntimeConfig {
-        worker_threads: 2,
-        max_blocking_threads: 64,
-    },
-    runtime: None,
-    retired: Vec::new(),
-});
+// No mutex guards the runtime: a mutex held by another thread at `fork()` time would stay
+// locked forever in the child. The runtime is an atomic pointer and the sizes are atomics.
+static RUNTIME: ArcSwapOption<Runtime> = ArcSwapOption::const_empty();
+static WORKER_THREADS: AtomicUsize = AtomicUsize::new(2);
+static MAX_BLOCKING_THREADS: AtomicUsize = AtomicUsize::new(64);
+/// Runtimes replaced by `configure`, kept alive so that work already on them finishes.
+static RETIRED: Mutex<Vec<Arc<Runtime>>> = Mutex::new(Vec::new());
 
 /// Bumped in a forked child: refreshes started by the parent never finish in the child.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
-
-fn global() -> std::sync::MutexGuard<'static, Global> {
-    GLOBAL.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn build(config: RuntimeConfig) -> Arc<Runtime> {
     Arc::new(
@@ -63,12 +52,22 @@ fn build(config: RuntimeConfig) -> Arc<Runtime> {
 /// The shared runtime's handle, starting it on first use.
 #[must_use]
 pub fn handle() -> Handle {
-    let mut g = global();
-    let config = g.config;
-    g.runtime
-        .get_or_insert_with(|| build(config))
-        .handle()
-        .clone()
+    if let Some(runtime) = RUNTIME.load().as_ref() {
+        return runtime.handle().clone();
+    }
+    let built = build(config());
+    let previous = RUNTIME.compare_and_swap(&None::<Arc<Runtime>>, Some(Arc::clone(&built)));
+    match previous.as_ref() {
+        // Another thread won the race: use its runtime; ours has run nothing yet.
+        Some(winner) => {
+            let handle = winner.handle().clone();
+            if let Ok(unused) = Arc::try_unwrap(built) {
+                unused.shutdown_background();
+            }
+            handle
+        }
+        None => built.handle().clone(),
+    }
 }
 
 /// The runtime context to spawn on: the caller's own tokio runtime if it has one (as in
@@ -80,17 +79,23 @@ pub fn current_or_shared() -> Handle {
 
 /// Replace the shared runtime's pool sizes. Work already running finishes on the old runtime.
 pub fn configure(config: RuntimeConfig) {
-    let mut g = global();
-    g.config = config;
-    if let Some(old) = g.runtime.take() {
-        g.retired.push(old);
+    WORKER_THREADS.store(config.worker_threads, Ordering::SeqCst);
+    MAX_BLOCKING_THREADS.store(config.max_blocking_threads, Ordering::SeqCst);
+    if let Some(old) = RUNTIME.swap(None) {
+        RETIRED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(old);
     }
 }
 
 /// The current pool sizes.
 #[must_use]
 pub fn config() -> RuntimeConfig {
-    global().config
+    RuntimeConfig {
+        worker_threads: WORKER_THREADS.load(Ordering::SeqCst),
+        max_blocking_threads: MAX_BLOCKING_THREADS.load(Ordering::SeqCst),
+    }
 }
 
 /// Call in a forked child before anything else: the parent's runtime threads do not exist
@@ -98,21 +103,15 @@ pub fn config() -> RuntimeConfig {
 /// one is built on next use.
 pub fn after_fork_in_child() {
     GENERATION.fetch_add(1, Ordering::SeqCst);
-    // The lock may have been held by a parent thread at fork time: never wait for it here.
-    let mut g = match GLOBAL.try_lock() {
-        Ok(g) => g,
-        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-        Err(std::sync::TryLockError::WouldBlock) => {
-            // Cannot happen for a well-behaved fork (the hook runs in the only thread), but a
-            // leaked mutex is better than a hang: rebuild through a fresh, leaked global.
-            return;
-        }
-    };
-    if let Some(old) = g.runtime.take() {
+    if let Some(old) = RUNTIME.swap(None) {
         std::mem::forget(old);
     }
-    for old in g.retired.drain(..) {
-        std::mem::forget(old);
+    // The retired list's lock may have been held by a parent thread at fork time; its
+    // runtimes are then simply never dropped.
+    if let Ok(mut retired) = RETIRED.try_lock() {
+        for old in retired.drain(..) {
+            std::mem::forget(old);
+        }
     }
 }
 
