@@ -3,7 +3,7 @@
 use creds_core::Credentials;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyType;
+use pyo3::types::{PyString, PyType};
 
 use crate::convert;
 
@@ -124,9 +124,10 @@ impl PyCredentials {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let c = &self.inner;
+        let quote = |s: &str| -> PyResult<String> { Ok(PyString::new(py, s).repr()?.to_string()) };
         let mut out = format!(
-            "Credentials(access_key_id={:?}, secret_access_key='***'",
-            c.access_key_id()
+            "Credentials(access_key_id={}, secret_access_key='***'",
+            quote(c.access_key_id())?
         );
         if c.session_token().is_some() {
             out.push_str(", session_token='***'");
@@ -138,10 +139,10 @@ impl PyCredentials {
             out.push_str(&format!(", expiry='{iso}'"));
         }
         if let Some(a) = c.account_id() {
-            out.push_str(&format!(", account_id={a:?}"));
+            out.push_str(&format!(", account_id={}", quote(a)?));
         }
         if let Some(p) = c.provider_name() {
-            out.push_str(&format!(", provider_name={p:?}"));
+            out.push_str(&format!(", provider_name={}", quote(p)?));
         }
         out.push(')');
         Ok(out)
