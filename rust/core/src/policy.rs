@@ -118,7 +118,14 @@ impl RefreshPolicy {
         let advisory = self.advisory_window_for(lifetime);
         let mandatory = self.mandatory_window.min(advisory);
         let jitter = advisory.mul_f64(self.refresh_jitter * unit.clamp(0.0, 1.0));
-        let sub = |d: Duration| expiry.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH);
+        // Credentials that arrive already inside a window are used for half their remaining
+        // life before the next refresh, or a source that always hands out near-expiry
+        // credentials would be called on every call.
+        let half_life = fetched_at + lifetime / 2;
+        let sub = |d: Duration| match expiry.checked_sub(d) {
+            Some(at) if at > fetched_at => at,
+            _ => half_life,
+        };
         Windows {
             advisory,
             mandatory,
@@ -285,6 +292,20 @@ mod tests {
         assert!(early.refresh_at < late.refresh_at);
         assert!(early.refresh_at >= t(2700 - 90));
         assert_eq!(early.mandatory_at, t(3540));
+    }
+
+    #[test]
+    fn credentials_arriving_near_expiry_are_used_for_half_their_remaining_life() {
+        let w = no_jitter().windows(t(0), Some(t(100)), 0.0);
+        let v = view(w);
+        assert_eq!(decide(&v, t(49)), Decision::Serve);
+        assert_eq!(decide(&v, t(50)), Decision::Wait);
+        let short = no_jitter().windows(t(0), Some(t(400)), 0.0);
+        assert_eq!(short.refresh_at, t(100));
+        assert_eq!(short.mandatory_at, t(340));
+        // Outside that case the table holds exactly.
+        let w = no_jitter().windows(t(0), Some(t(21 * 60)), 0.0);
+        assert_eq!(w.refresh_at, t(6 * 60));
     }
 
     #[test]

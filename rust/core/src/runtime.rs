@@ -123,11 +123,18 @@ pub fn generation() -> u64 {
 
 /// Run `fut` to completion on the calling thread, whatever thread it is. It never panics for
 /// being inside a runtime: timers register with the runtime's driver, and on a runtime worker
-/// the worker's other tasks are handed off first (`block_in_place`).
+/// the worker's other tasks are handed off first (`block_in_place`). On a current-thread
+/// runtime's thread (which this call blocks) the work is spawned on the shared runtime instead,
+/// or the refresh and its load timeout would wait for the blocked thread forever.
 pub fn block_on<F: Future>(fut: F) -> F::Output {
-    let handle = current_or_shared();
-    let on_multi_thread =
-        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    let current = Handle::try_current().ok();
+    let on_multi_thread = current
+        .as_ref()
+        .is_some_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    let handle = match current {
+        Some(h) if h.runtime_flavor() != RuntimeFlavor::CurrentThread => h,
+        _ => handle(),
+    };
     let _entered = handle.enter();
     if on_multi_thread {
         tokio::task::block_in_place(|| futures::executor::block_on(fut))

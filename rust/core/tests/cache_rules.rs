@@ -144,6 +144,49 @@ async fn thousand_concurrent_callers_on_an_expired_cache_make_one_source_call() 
     assert_eq!(count(&cache.stats().source_calls), 2);
 }
 
+#[test]
+fn callers_racing_on_an_empty_cache_from_plain_threads_elect_one_refresh() {
+    // Released together by a barrier, blocking callers race to start the refresh: exactly one
+    // may win, however the race goes, round after round.
+    const ROUNDS: usize = 200;
+    const THREADS: usize = 8;
+    for round in 0..ROUNDS {
+        let clock = manual_clock();
+        let gate = Gate::new();
+        let provider =
+            ScriptedProvider::new("p", [Answer::gated(&gate, Answer::creds("NEW", None))]).shared();
+        let cache = cache_on(provider.clone(), &clock, exact_policy());
+        let barrier = Arc::new(std::sync::Barrier::new(THREADS));
+        let callers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                let (cache, barrier) = (cache.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    cache.get_blocking()
+                })
+            })
+            .collect();
+        // Every caller is blocked in its wait once each one has armed its load-timeout sleep.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while clock.sleepers() < THREADS {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: callers never waited"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        gate.open();
+        for caller in callers {
+            assert_eq!(key_of(&caller.join().unwrap()), Ok("NEW".into()));
+        }
+        assert_eq!(
+            provider.calls(),
+            1,
+            "round {round}: two callers both started a refresh"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Advisory and mandatory windows
 // ---------------------------------------------------------------------------------------------

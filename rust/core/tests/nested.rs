@@ -76,55 +76,63 @@ fn nested_lookup_on_a_one_thread_pool_does_not_wait_for_work_queued_behind_it() 
         .enable_time()
         .build()
         .unwrap();
-    rt.block_on(async {
-        let clock = manual_clock();
-        let source_provider =
-            ScriptedProvider::new("source", [Answer::blocking(|| Ok(creds("SRC", None)))]).shared();
-        let source = cache_on(source_provider.clone(), &clock, exact_policy());
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(async {
+            let clock = manual_clock();
+            let source_provider =
+                ScriptedProvider::new("source", [Answer::blocking(|| Ok(creds("SRC", None)))])
+                    .shared();
+            let source = cache_on(source_provider.clone(), &clock, exact_policy());
 
-        let go = Gate::new();
-        let (from_source, gate) = (source.clone(), go.clone());
-        let role = ScriptedProvider::new(
-            "role",
-            [Answer::blocking(move || {
-                gate.wait_blocking();
-                from_source.get_blocking().map(|entry| derived(&entry))
-            })],
-        )
-        .shared();
-        let outer = cache_on(role.clone(), &clock, exact_policy());
+            let go = Gate::new();
+            let (from_source, gate) = (source.clone(), go.clone());
+            let role = ScriptedProvider::new(
+                "role",
+                [Answer::blocking(move || {
+                    gate.wait_blocking();
+                    from_source.get_blocking().map(|entry| derived(&entry))
+                })],
+            )
+            .shared();
+            let outer = cache_on(role.clone(), &clock, exact_policy());
 
-        let outer_caller = tokio::spawn({
-            let outer = outer.clone();
-            async move { outer.get().await }
+            let outer_caller = tokio::spawn({
+                let outer = outer.clone();
+                async move { outer.get().await }
+            });
+            until("the outer refresh holds the only blocking thread", || {
+                role.calls() == 1
+            })
+            .await;
+            settle().await;
+            let source_caller = tokio::spawn({
+                let source = source.clone();
+                async move { source.get().await }
+            });
+            until("the source refresh is queued", || {
+                source_provider.calls() == 1
+            })
+            .await;
+            go.open();
+
+            let got = within(BOUND, "outer lookup", outer_caller)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.credentials().access_key_id(), "derived-from-SRC");
+            let got = within(BOUND, "source lookup", source_caller)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.credentials().access_key_id(), "SRC");
+            assert_eq!(source_provider.calls(), 1);
         });
-        until("the outer refresh holds the only blocking thread", || {
-            role.calls() == 1
-        })
-        .await;
-        settle().await;
-        let source_caller = tokio::spawn({
-            let source = source.clone();
-            async move { source.get().await }
-        });
-        until("the source refresh is queued", || {
-            source_provider.calls() == 1
-        })
-        .await;
-        go.open();
-
-        let got = within(BOUND, "outer lookup", outer_caller)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(got.credentials().access_key_id(), "derived-from-SRC");
-        let got = within(BOUND, "source lookup", source_caller)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(got.credentials().access_key_id(), "SRC");
-        assert_eq!(source_provider.calls(), 1);
-    });
+    }));
+    // On failure the pool thread is deadlocked: dropping the runtime would wait for it forever.
+    rt.shutdown_background();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
 }
 
 /// A cache whose provider runs `lookup` of the cache in `slot` (filled later).
@@ -220,4 +228,34 @@ async fn two_blocking_providers_needing_each_others_cache_get_a_cycle_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_async_providers_needing_each_others_cache_get_a_cycle_error() {
     check_mutual_cycle(false).await;
+}
+
+#[test]
+fn blocking_api_called_on_a_current_thread_runtime_completes() {
+    // `get_blocking()` on the thread of a current-thread runtime (an asyncio loop's thread, or
+    // `#[tokio::test]`) blocks that runtime: the refresh must not be scheduled on it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let keys = rt.block_on(async {
+            let plain = ScriptedProvider::new("plain", [Answer::creds("PLAIN", None)]).shared();
+            let blocking = ScriptedProvider::new(
+                "blocking",
+                [Answer::blocking(|| Ok(creds("BLOCKING", None)))],
+            )
+            .shared();
+            [plain, blocking].map(|provider| {
+                let cache = CredentialCache::new(provider, exact_policy(), None, None).unwrap();
+                key_of(&cache.get_blocking())
+            })
+        });
+        let _ = tx.send(keys);
+    });
+    let keys = rx
+        .recv_timeout(BOUND)
+        .expect("get_blocking() on a current-thread runtime hung");
+    assert_eq!(keys, [Ok("PLAIN".into()), Ok("BLOCKING".into())]);
 }

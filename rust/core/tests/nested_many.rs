@@ -110,7 +110,8 @@ fn thousand_nested_lookups_complete_while_their_sources_refresh_at_top_level() {
             runtime::block_on(async {
                 let top = join_all(inners.iter().map(CredentialCache::get));
                 let nested = join_all(outers.iter().map(CredentialCache::get));
-                let (inner_results, outer_results) = futures::join!(top, nested);
+                // The outer refreshes start first, so the inner ones queue behind them.
+                let (outer_results, inner_results) = futures::join!(nested, top);
                 (outer_results, inner_results)
             })
         }
