@@ -22,7 +22,7 @@ develop: $(STAMP)
 	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/maturin develop --release --quiet
 
 demo: develop
-	$(BIN)/python -m creds_core.demo
+	$(BIN)/python -m creds_core demo
 
 lint: $(STAMP)
 	cargo fmt --all -- --check

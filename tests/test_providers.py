@@ -600,12 +600,12 @@ def test_imds_unreachable_is_nothing_here_until_it_has_answered(imds_env: ImdsSe
 
 
 def test_imds_static_stability_through_the_cache(imds_env: ImdsServer) -> None:
-    imds_env.credential_lifetime = 30  # inside the mandatory window: every get() refreshes
     provider = InstanceMetadataProvider(extend_expired=False)
     cache = CredentialCache(provider, load_timeout=0.5)
     served = cache.get()
     imds_env.hang_seconds = 5
     imds_env.mode = "hang"
+    cache.invalidate(served.access_key_id)  # the next get() must refresh
     started = time.monotonic()
     again = cache.get()  # the refresh hangs: the provider's fallback is served
     assert time.monotonic() - started < 4

@@ -7,6 +7,7 @@ pure-Python providers, the boto3 glue and the command line.
 
 from __future__ import annotations
 
+import atexit
 import os
 
 from creds_core._core import (
@@ -21,6 +22,7 @@ from creds_core._core import (
     ProviderError,
     ProviderTimedOut,
     _after_fork_in_child,
+    _shutdown,
     configure_runtime,
     runtime_config,
 )
@@ -47,3 +49,6 @@ __version__ = "0.1.0"
 # A cache built before fork() keeps working in the child: the runtime is rebuilt there.
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+# Provider threads must be out of Python before the interpreter finalizes.
+atexit.register(_shutdown)

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Mapping
 from typing import Any, Union
 
+from botocore.credentials import ReadOnlyCredentials
+
 from creds_core._core import Credentials
 
 #: What ``provide()`` may return: credentials, a mapping of them, or None for "nothing here".
@@ -41,3 +43,13 @@ def run_awaitable(awaitable: Awaitable[Any]) -> Any:
         return await awaitable
 
     return asyncio.run(_await())
+
+
+class FrozenCredentials(ReadOnlyCredentials):
+    """botocore's ``ReadOnlyCredentials`` whose repr does not show the secret or the token."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        token = ", token='***'" if self.token else ""
+        return f"FrozenCredentials(access_key={self.access_key!r}, secret_key='***'{token})"

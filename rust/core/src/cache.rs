@@ -460,7 +460,9 @@ impl CredentialCache {
                 bump(&inner.stats.stale_answers);
                 Err(CredentialsError::recoverable(
                     "the source returned credentials that had already expired (a stale answer)",
-                ))
+                )
+                .with_code("StaleCredentials")
+                .with_provider(inner.provider.name()))
             }
             Ok(credentials) => Ok(Arc::new(Entry::new(
                 credentials.or_provider_name(inner.provider.name()),
@@ -544,6 +546,7 @@ impl CredentialCache {
                     next.backoff_until =
                         Some(now + RefreshPolicy::pick(policy.refresh_backoff, rand::random()));
                 } else {
+                    next.backoff_until = None;
                     next.error = Some((
                         e.clone(),
                         now + RefreshPolicy::pick(policy.error_cache, rand::random()),
@@ -587,6 +590,9 @@ impl CredentialCache {
             None => {
                 bump(&inner.stats.timeouts);
                 flight.abandoned.store(true, Ordering::SeqCst);
+                // Its blocking work may be queued behind hung calls on the pool: from now on it
+                // runs on a thread of its own, so the late result does come.
+                flight.ctx.mark_nested();
                 if let Some(credentials) = inner.provider.fallback_on_interrupt() {
                     bump(&inner.stats.fallbacks);
                     log::warn!(

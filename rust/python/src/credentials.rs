@@ -111,10 +111,11 @@ impl PyCredentials {
             .transpose()
     }
 
-    /// botocore's `ReadOnlyCredentials(access_key, secret_key, token)`.
+    /// botocore's `ReadOnlyCredentials(access_key, secret_key, token)` (a subclass whose repr
+    /// hides the secret and the token).
     fn to_botocore<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        py.import("botocore.credentials")?
-            .getattr("ReadOnlyCredentials")?
+        py.import("creds_core._provider")?
+            .getattr("FrozenCredentials")?
             .call1((
                 self.inner.access_key_id(),
                 self.inner.secret_access_key(),

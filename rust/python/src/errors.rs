@@ -84,6 +84,8 @@ pub fn from_pyerr(py: Python<'_>, err: PyErr) -> CoreError {
             ErrorKind::Cycle
         } else if err.is_instance_of::<NonRecoverableError>(py) {
             ErrorKind::NonRecoverable
+        } else if err.is_instance_of::<ProviderTimedOut>(py) {
+            ErrorKind::TimedOut
         } else {
             ErrorKind::Recoverable
         };

@@ -12,6 +12,7 @@ mod errors;
 mod limiter;
 mod provider;
 mod runtime;
+mod shutdown;
 
 /// Size the shared runtime's pools. Takes effect for work started afterwards.
 #[pyfunction]
@@ -69,5 +70,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(configure_runtime, m)?)?;
     m.add_function(wrap_pyfunction!(runtime_config, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(shutdown::_shutdown, m)?)?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use crate::cache::PyCredentialCache;
 use crate::chain::PyProviderChain;
 use crate::credentials::PyCredentials;
-use crate::errors;
+use crate::{errors, shutdown};
 
 /// A Python `Provider` (an object with `provide()`) or a plain callable.
 pub struct PyProvider {
@@ -112,6 +112,9 @@ impl ProvideCredentials for PyProvider {
         let call = Arc::clone(&self.call);
         Box::pin(async move {
             let answer = flight::run_blocking(move || {
+                let Some(_entered) = shutdown::enter() else {
+                    return Err(CoreError::recoverable("the Python interpreter is exiting"));
+                };
                 Python::attach(|py| match call.bind(py).call0() {
                     Ok(value) => convert_answer(&value),
                     Err(e) => Err(errors::from_pyerr(py, e)),
@@ -129,6 +132,7 @@ impl ProvideCredentials for PyProvider {
     fn fallback_on_interrupt(&self) -> Option<Credentials> {
         let fallback = self.fallback.as_ref()?;
         let call = || {
+            let _entered = shutdown::enter()?;
             Python::attach(|py| {
                 let value = fallback.bind(py).call0().ok()?;
                 if value.is_none() {

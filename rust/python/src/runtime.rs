@@ -57,7 +57,12 @@ impl Runtime for SharedRuntime {
     where
         F: FnOnce() + Send + 'static,
     {
-        core_runtime::handle().spawn_blocking(f)
+        // Completions enter Python: not once the interpreter is exiting.
+        core_runtime::handle().spawn_blocking(move || {
+            if let Some(_entered) = crate::shutdown::enter() {
+                f();
+            }
+        })
     }
 }
 
@@ -78,11 +83,35 @@ impl ContextExt for SharedRuntime {
     }
 }
 
-/// An awaitable for `fut`, resolved on the shared runtime.
+/// An awaitable for `fut`, resolved on the shared runtime. If the awaiting event loop was
+/// closed meanwhile (`asyncio.run` ended), the result is dropped quietly instead of reporting
+/// "Event loop is closed".
 pub fn future_into_py<F, T>(py: Python<'_>, fut: F) -> PyResult<Bound<'_, PyAny>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'py> IntoPyObject<'py> + Send + 'static,
 {
-    pyo3_async_runtimes::generic::future_into_py::<SharedRuntime, F, T>(py, fut)
+    let locals = pyo3_async_runtimes::generic::get_current_locals::<SharedRuntime>(py)?;
+    let event_loop = locals.event_loop(py).unbind();
+    pyo3_async_runtimes::generic::future_into_py_with_locals::<SharedRuntime, _, T>(
+        py,
+        locals,
+        async move {
+            let result = fut.await;
+            let closed = crate::shutdown::enter().is_none_or(|_entered| {
+                Python::attach(|py| {
+                    event_loop
+                        .bind(py)
+                        .call_method0("is_closed")
+                        .and_then(|c| c.extract::<bool>())
+                        .unwrap_or(true)
+                })
+            });
+            if closed {
+                // Nobody can receive it: never complete (the task ends with the runtime).
+                std::future::pending::<()>().await;
+            }
+            result
+        },
+    )
 }
