@@ -67,3 +67,50 @@ def test_limiter_options_are_checked() -> None:
             Limiter(**bad)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"creds_core\.Limiter"):
         CredentialCache(lambda: None, limiter="fast")  # type: ignore[arg-type]
+
+
+def test_a_throttled_refresh_is_tried_again_under_a_limiter_before_it_fails() -> None:
+    from creds_core import ProviderError
+
+    calls = {"n": 0}
+
+    def provider() -> Credentials:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            err = ProviderError("Rate exceeded")
+            err.code = "Throttling"
+            raise err
+        return creds("AK", lifetime=3600)
+
+    limiter = Limiter(rate=50.0)
+    cache = CredentialCache(provider, limiter=limiter, load_timeout=10)
+    assert cache.get().access_key_id == "AK"
+    assert calls["n"] == 3
+    assert limiter.stats()["throttled"] == 2
+    assert cache.stats()["source_calls"] == 1  # one refresh, three attempts inside it
+
+
+def test_without_a_limiter_a_throttled_refresh_fails_at_once() -> None:
+    from creds_core import ProviderError
+
+    def provider() -> Credentials:
+        err = ProviderError("Rate exceeded")
+        err.code = "Throttling"
+        raise err
+
+    with pytest.raises(ProviderError, match="Rate exceeded"):
+        CredentialCache(provider).get()
+
+
+def test_the_rate_is_shared_in_order_of_arrival() -> None:
+    limiter = Limiter(rate=20.0, burst=1)
+    caches = [
+        CredentialCache(lambda: creds("AK", lifetime=3600), limiter=limiter, load_timeout=30)
+        for _ in range(10)
+    ]
+    started = time.monotonic()
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(lambda c: c.get(), caches, timeout=60))
+    took = time.monotonic() - started
+    assert 0.4 <= took < 5  # 10 calls at 20/s: about 0.45 s, never all at once
+    assert limiter.stats()["waited_for_rate"] >= 8

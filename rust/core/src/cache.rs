@@ -211,6 +211,9 @@ pub struct Inspection {
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Source calls made for one refresh while the source throttles (with a limiter).
+const THROTTLED_ATTEMPTS: u32 = 4;
+
 struct Inner {
     id: u64,
     name: String,
@@ -435,16 +438,25 @@ impl CredentialCache {
         let limiter = inner.limiter.get();
         let ctx = Arc::clone(&flight.ctx);
         let provide = flight::scope(Arc::clone(&flight.ctx), async {
-            // The limiter's slot is held only around the source call itself.
-            let permit = match limiter {
-                Some(l) => Some(l.acquire(ctx.is_nested(), ctx.became_nested()).await?),
-                None => None,
+            let Some(limiter) = limiter else {
+                return inner.provider.provide().await;
             };
-            let result = inner.provider.provide().await;
-            if let (Some(l), Some(permit)) = (limiter, permit) {
-                l.record(permit, CallOutcome::of(&result));
+            // The limiter's slot is held only around the source call itself. A throttled call
+            // is tried again (the limiter has slowed down meanwhile) before it counts as a
+            // failure: under a shared limiter, throttling is pacing, not an outage.
+            let mut attempt = 0;
+            loop {
+                let permit = limiter
+                    .acquire(ctx.is_nested(), ctx.became_nested())
+                    .await?;
+                let result = inner.provider.provide().await;
+                let outcome = CallOutcome::of(&result);
+                limiter.record(permit, outcome);
+                attempt += 1;
+                if outcome != CallOutcome::Throttled || attempt >= THROTTLED_ATTEMPTS {
+                    return result;
+                }
             }
-            result
         });
         let result = std::panic::AssertUnwindSafe(provide)
             .catch_unwind()

@@ -105,8 +105,9 @@ pub enum BreakerState {
 struct Control {
     /// Current allowed rate (None: unlimited).
     rate: Option<f64>,
-    tokens: f64,
-    refilled_at: SystemTime,
+    /// Theoretical arrival time of the next call (GCRA): reservations are handed out in order
+    /// of arrival, so nobody queued behind the rate waits longer than those after it.
+    tat: SystemTime,
     /// Calls started in the current one-second window, to seed the adaptive rate when the
     /// limiter had no fixed rate.
     window_start: SystemTime,
@@ -200,10 +201,7 @@ impl Limiter {
             semaphore: Arc::new(Semaphore::new(config.max_concurrency)),
             control: Mutex::new(Control {
                 rate: config.rate,
-                tokens: config
-                    .burst
-                    .unwrap_or_else(|| config.rate.unwrap_or(1.0).max(1.0)),
-                refilled_at: now,
+                tat: now,
                 window_start: now,
                 window_calls: 0,
                 last_window_rate: 0.0,
@@ -270,15 +268,9 @@ impl Limiter {
                 () = became_nested => None,
             }
         };
-        loop {
-            let wait = self.take_token();
-            match wait {
-                None => break,
-                Some(wait) => {
-                    self.stats.waited_for_rate.fetch_add(1, Ordering::Relaxed);
-                    self.clock.sleep(wait).await;
-                }
-            }
+        if let Some(start) = self.reserve() {
+            self.stats.waited_for_rate.fetch_add(1, Ordering::Relaxed);
+            self.clock.sleep_until(start).await;
         }
         self.stats.acquired.fetch_add(1, Ordering::Relaxed);
         Ok(Permit { _slot: slot, probe })
@@ -307,8 +299,9 @@ impl Limiter {
         }
     }
 
-    /// Take a token, or say how long to wait for one.
-    fn take_token(&self) -> Option<Duration> {
+    /// Reserve this call's start time by the rate (GCRA: a burst of `burst` calls, then one
+    /// every `1/rate` seconds, in order of arrival); `None` when it may start now.
+    fn reserve(&self) -> Option<SystemTime> {
         let now = self.clock.now();
         let mut c = self.control();
         if now.duration_since(c.window_start).unwrap_or_default() >= Duration::from_secs(1) {
@@ -320,24 +313,15 @@ impl Limiter {
             c.window_start = now;
             c.window_calls = 0;
         }
-        let Some(rate) = c.rate else {
-            c.window_calls += 1;
-            return None;
-        };
+        c.window_calls += 1;
+        let rate = c.rate?;
+        let interval = Duration::from_secs_f64(1.0 / rate);
         let burst = self.config.burst.unwrap_or_else(|| rate.max(1.0));
-        let elapsed = now
-            .duration_since(c.refilled_at)
-            .unwrap_or_default()
-            .as_secs_f64();
-        c.tokens = (c.tokens + elapsed * rate).min(burst.max(1.0));
-        c.refilled_at = now;
-        if c.tokens >= 1.0 {
-            c.tokens -= 1.0;
-            c.window_calls += 1;
-            None
-        } else {
-            Some(Duration::from_secs_f64((1.0 - c.tokens) / rate))
-        }
+        let tolerance = interval.mul_f64((burst - 1.0).max(0.0));
+        let tat = c.tat.max(now);
+        let start = tat.checked_sub(tolerance).map_or(now, |t| t.max(now));
+        c.tat = tat + interval;
+        (start > now).then_some(start)
     }
 
     /// Record how the call made under `permit` ended.
@@ -353,8 +337,10 @@ impl Limiter {
                     let base = c
                         .rate
                         .unwrap_or(c.last_window_rate.max(f64::from(c.window_calls)));
-                    c.rate = Some((base * DECREASE).max(MIN_RATE));
-                    c.tokens = c.tokens.min(1.0);
+                    let slower = (base * DECREASE).max(MIN_RATE);
+                    c.rate = Some(slower);
+                    // No burst right after a throttle: the next call waits one new interval.
+                    c.tat = c.tat.max(now + Duration::from_secs_f64(1.0 / slower));
                 }
                 if permit.probe {
                     c.breaker = BreakerState::Closed;
@@ -528,6 +514,41 @@ mod tests {
         let escaped = l.acquire(false, async {}).await.unwrap();
         l.record(escaped, CallOutcome::Success);
         l.record(held, CallOutcome::Success);
+    }
+
+    #[tokio::test]
+    async fn reservations_are_handed_out_in_order_of_arrival() {
+        let (clock, l) = limiter(LimiterConfig {
+            rate: Some(10.0),
+            burst: Some(1.0),
+            ..LimiterConfig::default()
+        });
+        let l = Arc::new(l);
+        let first = l.acquire(false, never()).await.unwrap();
+        l.record(first, CallOutcome::Success);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..3 {
+            let (l, order) = (Arc::clone(&l), Arc::clone(&order));
+            tasks.push(tokio::spawn(async move {
+                let p = l.acquire(false, never()).await.unwrap();
+                order.lock().unwrap().push(i);
+                l.record(p, CallOutcome::Success);
+            }));
+            while clock.sleepers() < i + 1 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for step in 1..=3 {
+            clock.advance(Duration::from_millis(100));
+            while order.lock().unwrap().len() < step {
+                tokio::task::yield_now().await;
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
     }
 
     #[test]
