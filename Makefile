@@ -53,8 +53,9 @@ py-test: develop
 
 test: lint rust-test stubtest wheel-check py-test
 
+# Benchmarks (about 6 minutes): writes docs/benchmarks.md and docs/benchmarks.png.
 bench: develop
-	$(BIN)/python -m pytest benches -q --benchmark-only
+	$(BIN)/python benches/report.py
 
 clean:
 	rm -rf $(VENV) target

@@ -14,12 +14,39 @@ use pyo3_async_runtimes::TaskLocals;
 /// How often a waiting thread looks for a pending signal (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
-/// Block until `fut` completes, without holding the GIL, interruptible by signals.
+/// The Python thread id of the main thread, the only one Python delivers signals to.
+static MAIN_THREAD: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+fn on_main_thread(py: Python<'_>) -> bool {
+    let ident = |expr: &str| -> Option<u64> {
+        let threading = py.import("threading").ok()?;
+        match expr {
+            "main" => threading
+                .call_method0("main_thread")
+                .ok()?
+                .getattr("ident")
+                .ok()?
+                .extract()
+                .ok(),
+            _ => threading.call_method0("get_ident").ok()?.extract().ok(),
+        }
+    };
+    let main = *MAIN_THREAD.get_or_init(|| ident("main").unwrap_or(0));
+    ident("current") == Some(main)
+}
+
+/// Block until `fut` completes, without holding the GIL. On the main thread the wait is cut
+/// into short slices with a signal check between them, so that Ctrl-C reaches it; other
+/// threads (which Python never delivers signals to) wait in one piece, so a thousand waiters
+/// do not compete for the GIL with the provider they wait for.
 pub fn wait<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
 where
     T: Send,
     F: Future<Output = T> + Send,
 {
+    if !on_main_thread(py) {
+        return Ok(py.detach(|| core_runtime::block_on(fut)));
+    }
     let mut fut = Box::pin(fut);
     loop {
         let slice = py.detach(|| {
