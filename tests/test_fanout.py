@@ -332,7 +332,7 @@ def test_fan_out_sessions_share_one_loader_and_more(sts_server: StsServer) -> No
                     botocore_session.get_component("data_loader"),
                     session._loader,
                     botocore_session._get_internal_component("endpoint_resolver"),
-                    type(client).__mro__[1],
+                    type(client),
                     client._ruleset_resolver._provider,
                     client.meta.events,
                 )
@@ -353,7 +353,12 @@ def test_fan_out_sessions_share_one_loader_and_more(sts_server: StsServer) -> No
     assert all(loader is source_loader for loader in loaders)  # ...one loader for all
     assert all(loader is source_loader for loader in boto3_loaders)
     assert len({id(r) for r in resolvers}) == 1
-    assert len({id(c) for c in classes}) == 1  # one S3 client class, subclassed per client
+    # One S3 client class with the operations, and an empty subclass of it per client.
+    assert len({id(c) for c in classes}) == 20
+    assert len({id(c.__mro__[1]) for c in classes}) == 1
+    shared_class = classes[0].__mro__[1]
+    assert "list_buckets" in vars(shared_class) and "upload_file" in vars(shared_class)
+    assert not any("list_buckets" in vars(c) for c in classes)
     assert len({id(r) for r in rules}) == 1  # one parsed endpoint rule set
     assert len({id(e) for e in emitters}) == 20  # but each client has its own emitter
 

@@ -115,6 +115,9 @@ struct Control {
     last_window_rate: f64,
     consecutive_failures: u32,
     breaker: BreakerState,
+    /// When the rate was last halved: throttles answering calls admitted before then say
+    /// nothing new, so the rate is halved at most once a second.
+    last_decrease: Option<SystemTime>,
 }
 
 /// Counters of what the limiter did.
@@ -207,6 +210,7 @@ impl Limiter {
                 last_window_rate: 0.0,
                 consecutive_failures: 0,
                 breaker: BreakerState::Closed,
+                last_decrease: None,
             }),
             clock,
             stats: LimiterStats::default(),
@@ -333,7 +337,11 @@ impl Limiter {
         match outcome {
             CallOutcome::Throttled => {
                 self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                if self.config.adaptive {
+                let recent = c
+                    .last_decrease
+                    .is_some_and(|at| now < at + Duration::from_secs(1));
+                if self.config.adaptive && !recent {
+                    c.last_decrease = Some(now);
                     let base = c
                         .rate
                         .unwrap_or(c.last_window_rate.max(f64::from(c.window_calls)));
@@ -549,6 +557,27 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_throttles_halves_the_rate_once_a_second() {
+        let (clock, l) = limiter(LimiterConfig {
+            rate: Some(100.0),
+            ..LimiterConfig::default()
+        });
+        let permits: Vec<_> = futures::future::join_all((0..5).map(|_| l.acquire(false, never())))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        for p in permits {
+            l.record(p, CallOutcome::Throttled);
+        }
+        assert_eq!(l.current_rate(), Some(50.0));
+        clock.advance(Duration::from_secs(1));
+        let p = l.acquire(false, never()).await.unwrap();
+        l.record(p, CallOutcome::Throttled);
+        assert_eq!(l.current_rate(), Some(25.0));
     }
 
     #[test]
