@@ -7,7 +7,7 @@ The files are parsed by botocore's own loader (``botocore.configloader``) on eve
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import botocore.configloader
@@ -90,6 +90,30 @@ class _ProfileProvider(Provider):
             provider_name=self._name(),
         )
 
+    def _static_keys(
+        self, variable: str, label: str, read_profiles: Callable[[str], Mapping[str, Any]]
+    ) -> Credentials:
+        """The static keys of this profile in the file botocore's `variable` names."""
+        snapshot, profile = self._snapshot()
+        path = snapshot.get_config_variable(variable)
+        try:
+            profiles = read_profiles(path)
+        except ConfigNotFound as exc:
+            raise not_loaded(self._name(), f"no {label} at {path}") from exc
+        except ConfigParseError as exc:
+            raise non_recoverable(
+                self._name(),
+                f"the {label} {path} cannot be parsed; fix its syntax",
+                code="ConfigParseError",
+            ) from exc
+        section = profiles.get(profile)
+        if not isinstance(section, Mapping):
+            raise not_loaded(self._name(), f'no profile "{profile}" in {path}')
+        creds = self._credentials_from_section(section, profile, path)
+        if creds is None:
+            raise not_loaded(self._name(), f'profile "{profile}" in {path} has no {_ACCESS_KEY}')
+        return creds
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(profile={self._profile!r})"
 
@@ -102,25 +126,9 @@ class SharedCredentialsProvider(_ProfileProvider):
     canonical_name = "SharedCredentials"
 
     def provide(self) -> Credentials:
-        snapshot, profile = self._snapshot()
-        path = snapshot.get_config_variable("credentials_file")
-        try:
-            sections = botocore.configloader.raw_config_parse(path)
-        except ConfigNotFound as exc:
-            raise not_loaded(self.name, f"no shared credentials file at {path}") from exc
-        except ConfigParseError as exc:
-            raise non_recoverable(
-                self.name,
-                f"the shared credentials file {path} cannot be parsed; fix its syntax",
-                code="ConfigParseError",
-            ) from exc
-        section = sections.get(profile)
-        if not isinstance(section, Mapping):
-            raise not_loaded(self.name, f'no profile "{profile}" in {path}')
-        creds = self._credentials_from_section(section, profile, path)
-        if creds is None:
-            raise not_loaded(self.name, f'profile "{profile}" in {path} has no {_ACCESS_KEY}')
-        return creds
+        return self._static_keys(
+            "credentials_file", "shared credentials file", botocore.configloader.raw_config_parse
+        )
 
 
 class ConfigFileProvider(_ProfileProvider):
@@ -131,25 +139,11 @@ class ConfigFileProvider(_ProfileProvider):
     canonical_name = "SharedConfig"
 
     def provide(self) -> Credentials:
-        snapshot, profile = self._snapshot()
-        path = snapshot.get_config_variable("config_file")
-        try:
-            config = botocore.configloader.load_config(path)
-        except ConfigNotFound as exc:
-            raise not_loaded(self.name, f"no shared config file at {path}") from exc
-        except ConfigParseError as exc:
-            raise non_recoverable(
-                self.name,
-                f"the shared config file {path} cannot be parsed; fix its syntax",
-                code="ConfigParseError",
-            ) from exc
-        section = config.get("profiles", {}).get(profile)
-        if not isinstance(section, Mapping):
-            raise not_loaded(self.name, f'no profile "{profile}" in {path}')
-        creds = self._credentials_from_section(section, profile, path)
-        if creds is None:
-            raise not_loaded(self.name, f'profile "{profile}" in {path} has no {_ACCESS_KEY}')
-        return creds
+        return self._static_keys(
+            "config_file",
+            "shared config file",
+            lambda path: botocore.configloader.load_config(path).get("profiles", {}),
+        )
 
 
 class SsoProvider(_ProfileProvider):
