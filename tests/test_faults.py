@@ -819,7 +819,8 @@ _FINISHING = {
 
         atexit.register(release.set)  # runs before finalization; the calls end during it
         """,
-    # Refreshes whose provider calls are running Python code when the program ends.
+    # Refreshes whose provider calls are still running Python code when the program ends,
+    # long after creds_core's exit hook has given up waiting for them.
     "running": """
         def provider():
             deadline = time.monotonic() + 5
@@ -827,38 +828,57 @@ _FINISHING = {
                 pass
             return creds("BUSY", lifetime=3600)
         """,
+    # Providers waiting on a source cache (a nested lookup) whose provider returns during
+    # finalization, so that the waiting provider thread wakes up inside creds_core then.
+    "nested": """
+        import atexit
+        release = threading.Event()
+
+        def source_provider():
+            release.wait()
+            return creds("SOURCE", lifetime=3600)
+
+        source = CredentialCache(source_provider, load_timeout=60, name="source")
+
+        def provider():
+            source.get()
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                pass
+            return creds("ROLE", lifetime=3600)
+
+        atexit.register(release.set)
+        """,
 }
 
 
-@pytest.mark.parametrize(
-    "refresh",
-    [
-        "returning",
-        pytest.param(
-            "running",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known limitation: a provider still running Python code 1 s (the exit "
-                "grace of creds_core's atexit hook) after the program ends is ended by CPython "
-                "with pthread_exit, which cannot unwind through the Rust frames of its thread",
-            ),
-        ),
-    ],
-)
-def test_interpreter_exit_while_refreshes_run_python_is_clean(refresh: str) -> None:
+@pytest.mark.parametrize("logs", ["quiet", "debug-logging"])
+@pytest.mark.parametrize("refresh", sorted(_FINISHING))
+def test_interpreter_exit_while_refreshes_run_python_is_clean(refresh: str, logs: str) -> None:
     code = _script(
+        "import logging\n",
+        "logging.basicConfig(level=logging.DEBUG)\n" if logs == "debug-logging" else "",
         _FINISHING[refresh],
         """
-        for i in range(4):
-            cache = CredentialCache(provider, load_timeout=0.05, name=f"in-flight-{i}")
+        def get(cache):
             try:
                 cache.get()
             except Exception:
                 pass
+
+        for i in range(4):
+            cache = CredentialCache(provider, load_timeout=0.05, name=f"in-flight-{i}")
+            get(cache)
+        # A daemon thread waiting for one of them, too.
+        waiter = CredentialCache(provider, load_timeout=60, name="daemon-waiter")
+        threading.Thread(target=get, args=(waiter,), daemon=True).start()
         print("exiting", flush=True)
         """,
     )
-    rc, out, err, _ = _run(code)
+    rc, out, err, took = _run(code)
     assert out.strip() == "exiting"
     assert rc == 0, f"exit code {rc}\n{err[-2000:]}"
+    assert took < 10  # nothing waited for the 5 s providers
     _assert_clean(err)
+    if logs == "debug-logging":
+        assert "creds_core" in err  # records were flowing while the program ended

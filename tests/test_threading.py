@@ -172,3 +172,53 @@ def test_every_provider_call_runs_off_the_calling_thread_and_off_the_loop() -> N
 
     asyncio.run(main())
     assert seen and seen[0] != threading.get_ident()
+
+
+def test_providers_run_on_python_threads_with_nested_refreshes_on_threads_of_their_own() -> None:
+    # Python-created threads (not Rust threads that Python sees as "dummy" threads): CPython
+    # can end them at interpreter exit without unwinding Rust frames.
+    seen: dict[str, threading.Thread] = {}
+
+    def source_provider() -> Credentials:
+        seen["source"] = threading.current_thread()
+        return creds("SRC", lifetime=3600)
+
+    source = CredentialCache(source_provider)
+
+    def role_provider() -> Credentials:
+        seen["role"] = threading.current_thread()
+        return creds("ROLE-" + source.get().access_key_id, lifetime=3600)
+
+    assert CredentialCache(role_provider).get().access_key_id == "ROLE-SRC"
+    assert not isinstance(seen["role"], threading._DummyThread)
+    assert not isinstance(seen["source"], threading._DummyThread)
+    assert seen["role"].daemon and seen["source"].daemon
+    assert seen["role"].name.startswith("creds-core-provider-")
+    assert seen["source"].name.startswith("creds-core-nested-")
+
+
+def test_top_level_provider_calls_share_a_pool_of_max_blocking_threads() -> None:
+    before = creds_core.runtime_config()
+    creds_core.configure_runtime(max_blocking_threads=2)
+    try:
+        lock = threading.Lock()
+        running = 0
+        peak = 0
+
+        def provider() -> Credentials:
+            nonlocal running, peak
+            with lock:
+                running += 1
+                peak = max(peak, running)
+            time.sleep(0.1)
+            with lock:
+                running -= 1
+            return creds("AK", lifetime=3600)
+
+        caches = [CredentialCache(provider, load_timeout=30) for _ in range(6)]
+        with ThreadPoolExecutor(6) as pool:
+            keys = list(pool.map(lambda c: c.get().access_key_id, caches, timeout=30))
+        assert keys == ["AK"] * 6
+        assert peak == 2
+    finally:
+        creds_core.configure_runtime(worker_threads=before[0], max_blocking_threads=before[1])

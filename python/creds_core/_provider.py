@@ -18,9 +18,10 @@ class Provider:
     """Base class of credential providers.
 
     ``provide()`` returns :class:`Credentials`, a mapping (botocore, STS or credential_process
-    keys) or ``None`` ("nothing here", like raising :class:`CredentialsNotLoaded`). It runs on a
-    blocking worker thread, never on the event loop. Raise :class:`NonRecoverableError` for
-    failures that retrying will not fix; anything else is treated as recoverable.
+    keys) or ``None`` ("nothing here", like raising :class:`CredentialsNotLoaded`). It runs on one
+    of creds_core's worker threads (Python daemon threads), never on the event loop. Raise
+    :class:`NonRecoverableError` for failures that retrying will not fix; anything else is
+    treated as recoverable.
 
     ``fallback_on_interrupt()`` returns credentials set aside for when ``provide()`` outlives
     the cache's ``load_timeout``. It must answer from memory at once, never fetch.

@@ -247,9 +247,9 @@ def from_exception(
             f"the request failed{doing} with {code or 'an unknown error'} ({status_text}){detail}"
         )
         if code in THROTTLING_CODES or status == 429:
-            text += "; the request was throttled, it will be retried after a backoff"
+            text += "; the request was throttled, the next refresh tries again after a backoff"
         elif kind == "recoverable":
-            text += "; this may pass, it will be retried after a backoff"
+            text += "; this may pass, the next refresh tries again after a backoff"
         hint = _HINTS.get(code or "")
         if hint:
             text += f"; {hint}"
@@ -269,7 +269,7 @@ def from_exception(
         return recoverable(
             provider,
             f"could not reach the endpoint{doing}: {_text(exc)}; "
-            "it will be retried after a backoff",
+            "the next refresh tries again after a backoff",
             code=name,
         )
 
@@ -285,7 +285,7 @@ def from_exception(
     if isinstance(exc, ResponseParserError):
         return recoverable(
             provider,
-            f"the answer could not be parsed{doing}; it will be retried after a backoff",
+            f"the answer could not be parsed{doing}; the next refresh tries again after a backoff",
             code="MalformedResponse",
         )
 

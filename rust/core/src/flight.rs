@@ -33,7 +33,8 @@ pub struct FlightCtx {
     /// Mirrors `nested` for waiters: a flight queued for a limiter slot stops waiting for it
     /// once a provider thread (which may hold a slot) depends on it.
     nested_signal: tokio::sync::watch::Sender<bool>,
-    pending: Mutex<Vec<Arc<Job>>>,
+    /// Queued blocking work, with how to move it to a thread of its own.
+    pending: Mutex<Vec<Pending>>,
     waiting_on: Mutex<Option<Weak<FlightCtx>>>,
 }
 
@@ -65,8 +66,8 @@ impl FlightCtx {
         if !self.nested.swap(true, Ordering::SeqCst) {
             self.nested_signal.send_replace(true);
             let queued = std::mem::take(&mut *lock(&self.pending));
-            for job in queued {
-                spawn_own_thread(job);
+            for pending in queued {
+                (pending.promote)();
             }
         }
     }
@@ -106,6 +107,18 @@ impl FlightCtx {
     }
 }
 
+/// Queued blocking work of a flight, and how to move it to a thread of its own.
+struct Pending {
+    id: usize,
+    promote: Box<dyn FnOnce() + Send>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").field("id", &self.id).finish()
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -133,44 +146,150 @@ pub async fn scope<F: std::future::Future>(ctx: Arc<FlightCtx>, fut: F) -> F::Ou
     FLIGHT.scope(ctx, fut).await
 }
 
-/// Blocking work that exactly one thread runs: the pool thread that dequeues it, or a thread
-/// of its own if its flight became nested first.
-struct Job {
-    work: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+/// Work that exactly one thread runs: the pool thread that dequeues it, or a thread of its own
+/// if its flight became nested first. `W` is what an [`Executor`] knows how to run.
+pub struct Job<W> {
+    work: Mutex<Option<W>>,
+    ctx: Option<Arc<FlightCtx>>,
 }
 
-impl std::fmt::Debug for Job {
+impl<W> std::fmt::Debug for Job<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Job")
     }
 }
 
-impl Job {
-    fn run(&self) {
-        let work = lock(&self.work).take();
-        if let Some(work) = work {
-            work();
+impl<W> Job<W> {
+    /// The work, to the first thread that asks; `None` to every later one.
+    pub fn take(&self) -> Option<W> {
+        lock(&self.work).take()
+    }
+
+    /// The flight this work belongs to: the thread that runs it makes it current (see
+    /// [`set_current`]) while it runs, so that lookups it makes are known to be nested.
+    #[must_use]
+    pub fn ctx(&self) -> Option<Arc<FlightCtx>> {
+        self.ctx.clone()
+    }
+}
+
+/// Make `ctx` the flight of this thread's blocking work; returns the previous one, to be put
+/// back when the work is done.
+pub fn set_current(ctx: Option<Arc<FlightCtx>>) -> Option<Arc<FlightCtx>> {
+    CURRENT.with(|c| c.replace(ctx))
+}
+
+/// Where blocking work runs. Both calls return at once.
+pub trait Executor: Send + Sync + 'static {
+    /// What a [`Job`] carries for this executor.
+    type Work: Send + 'static;
+    /// Run `job` on the bounded pool, after the work queued before it.
+    fn pool(&self, job: Arc<Job<Self::Work>>);
+    /// Run `job` on a thread of its own, now; it must never wait for a pool thread.
+    fn own_thread(&self, job: Arc<Job<Self::Work>>);
+}
+
+fn job_id<W>(job: &Arc<Job<W>>) -> usize {
+    Arc::as_ptr(job) as *const () as usize
+}
+
+/// Hand `work` of the current flight to `executor`: to its pool, or to a thread of its own
+/// when a provider thread already waits on the flight (and later, if one starts waiting while
+/// the work is still queued). Completes when the job has left the queue one way or the other;
+/// the work itself reports its result through its own channel.
+pub fn dispatch<E: Executor>(executor: &Arc<E>, work: E::Work) -> Dispatched {
+    let ctx = FLIGHT.try_with(Arc::clone).ok();
+    let job = Arc::new(Job {
+        work: Mutex::new(Some(work)),
+        ctx: ctx.clone(),
+    });
+    let id = job_id(&job);
+    match &ctx {
+        Some(ctx) if ctx.nested.load(Ordering::SeqCst) => executor.own_thread(job),
+        _ => {
+            if let Some(ctx) = &ctx {
+                let promote = {
+                    let executor = Arc::clone(executor);
+                    let job = Arc::clone(&job);
+                    Box::new(move || executor.own_thread(job))
+                };
+                lock(&ctx.pending).push(Pending { id, promote });
+                // Became nested between the check and the push: promote it ourselves.
+                if ctx.nested.load(Ordering::SeqCst) {
+                    let mine = {
+                        let mut pending = lock(&ctx.pending);
+                        pending
+                            .iter()
+                            .position(|p| p.id == id)
+                            .map(|at| pending.remove(at))
+                    };
+                    if let Some(pending) = mine {
+                        (pending.promote)();
+                    }
+                }
+            }
+            executor.pool(job);
+        }
+    }
+    Dispatched { ctx, id }
+}
+
+/// A dispatched job; dropping it (once the work has reported) forgets the job's place in its
+/// flight's promotion list.
+#[derive(Debug)]
+pub struct Dispatched {
+    ctx: Option<Arc<FlightCtx>>,
+    id: usize,
+}
+
+impl Drop for Dispatched {
+    fn drop(&mut self) {
+        if let Some(ctx) = &self.ctx {
+            lock(&ctx.pending).retain(|p| p.id != self.id);
         }
     }
 }
 
-fn spawn_own_thread(job: Arc<Job>) {
-    let spawned = std::thread::Builder::new()
-        .name("creds-core-nested".into())
-        .spawn({
-            let job = Arc::clone(&job);
-            move || job.run()
-        });
-    if spawned.is_err() {
-        // Out of threads: the pool copy of the job (if any) still runs it later.
-        log::warn!(
-            "creds_core: could not start a thread for a nested refresh; it waits for the pool"
-        );
+/// The executor of [`run_blocking`]: the runtime's bounded blocking pool, and plain threads.
+#[derive(Debug, Default)]
+pub struct ThreadExecutor;
+
+type BoxedWork = Box<dyn FnOnce() + Send>;
+
+fn run_job(job: &Job<BoxedWork>) {
+    if let Some(work) = job.take() {
+        let previous = set_current(job.ctx());
+        work();
+        set_current(previous);
     }
 }
 
-/// Run blocking provider work `f` for the current flight and await its result; `None` when
-/// the work was dropped without running (the runtime shut down, or no thread could be had).
+impl Executor for ThreadExecutor {
+    type Work = BoxedWork;
+
+    fn pool(&self, job: Arc<Job<BoxedWork>>) {
+        runtime::current_or_shared().spawn_blocking(move || run_job(&job));
+    }
+
+    fn own_thread(&self, job: Arc<Job<BoxedWork>>) {
+        let spawned = std::thread::Builder::new()
+            .name("creds-core-nested".into())
+            .spawn({
+                let job = Arc::clone(&job);
+                move || run_job(&job)
+            });
+        if spawned.is_err() {
+            // Out of threads: the pool copy of the job (if any) still runs it later.
+            log::warn!(
+                "creds_core: could not start a thread for a nested refresh; it waits for the pool"
+            );
+        }
+    }
+}
+
+/// Run blocking provider work `f` for the current flight on a [`ThreadExecutor`] and await its
+/// result; `None` when the work was dropped without running (the runtime shut down, or no
+/// thread could be had).
 ///
 /// # Panics
 /// Re-raises a panic of `f` in the awaiting task.
@@ -179,36 +298,16 @@ where
     T: Send + 'static,
     F: FnOnce() -> T + Send + 'static,
 {
-    let ctx = FLIGHT.try_with(Arc::clone).ok();
+    static EXECUTOR: std::sync::OnceLock<Arc<ThreadExecutor>> = std::sync::OnceLock::new();
+    let executor = EXECUTOR.get_or_init(|| Arc::new(ThreadExecutor));
     let (tx, rx) = oneshot::channel();
-    let job_ctx = ctx.clone();
-    let job = Arc::new(Job {
-        work: Mutex::new(Some(Box::new(move || {
-            let previous = CURRENT.with(|c| c.replace(job_ctx));
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-            CURRENT.with(|c| *c.borrow_mut() = previous);
-            let _ = tx.send(result);
-        }))),
+    let work: BoxedWork = Box::new(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let _ = tx.send(result);
     });
-    match &ctx {
-        Some(ctx) if ctx.nested.load(Ordering::SeqCst) => spawn_own_thread(Arc::clone(&job)),
-        _ => {
-            if let Some(ctx) = &ctx {
-                lock(&ctx.pending).push(Arc::clone(&job));
-                // Became nested between the check and the push: promote it ourselves.
-                if ctx.nested.load(Ordering::SeqCst) {
-                    lock(&ctx.pending).retain(|j| !Arc::ptr_eq(j, &job));
-                    spawn_own_thread(Arc::clone(&job));
-                }
-            }
-            let pooled = Arc::clone(&job);
-            runtime::current_or_shared().spawn_blocking(move || pooled.run());
-        }
-    }
+    let dispatched = dispatch(executor, work);
     let result = rx.await;
-    if let Some(ctx) = &ctx {
-        lock(&ctx.pending).retain(|j| !Arc::ptr_eq(j, &job));
-    }
+    drop(dispatched);
     match result {
         Ok(Ok(value)) => Some(value),
         Ok(Err(panic)) => std::panic::resume_unwind(panic),

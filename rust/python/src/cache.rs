@@ -13,7 +13,7 @@ use pyo3::types::PyDict;
 
 use crate::credentials::PyCredentials;
 use crate::limiter::PyLimiter;
-use crate::{convert, errors, provider, runtime};
+use crate::{convert, errors, provider, runtime, shutdown, workers};
 
 /// A credential cache with single-flight refresh and the AWS refresh policy.
 #[pyclass(frozen, module = "creds_core", name = "CredentialCache")]
@@ -145,8 +145,9 @@ impl PyCredentialCache {
         if let Some(obj) = self.cache.with_fresh(|entry| credentials_object(py, entry)) {
             return obj;
         }
+        workers::ensure_started(py)?;
         let cache = self.cache.clone();
-        let outcome = runtime::wait(py, async move { cache.get_slow().await })?;
+        let (outcome, _entered) = runtime::wait(py, async move { cache.get_slow().await })?;
         match outcome {
             Ok(entry) => credentials_object(py, &entry),
             Err(e) => Err(errors::to_pyerr(py, &e)),
@@ -155,13 +156,19 @@ impl PyCredentialCache {
 
     /// `get()` as an awaitable, resolved on the shared runtime.
     fn get_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        workers::ensure_started(py)?;
         let cache = self.cache.clone();
         runtime::future_into_py(py, async move {
             let outcome = cache.get().await;
-            Python::attach(|py| match outcome {
+            let converted = shutdown::attach(|py| match outcome {
                 Ok(entry) => credentials_object(py, &entry),
                 Err(e) => Err(errors::to_pyerr(py, &e)),
-            })
+            });
+            match converted {
+                Some(result) => result,
+                // The interpreter is exiting: nobody can receive it.
+                None => std::future::pending().await,
+            }
         })
     }
 

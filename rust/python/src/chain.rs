@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::credentials::PyCredentials;
-use crate::{errors, provider, runtime};
+use crate::{errors, provider, runtime, shutdown, workers};
 
 /// Providers tried in order: "not loaded" moves on, any other error stops the chain.
 #[pyclass(frozen, module = "creds_core", name = "ProviderChain")]
@@ -69,8 +69,9 @@ impl PyProviderChain {
 
     /// Resolve once, without caching (the cache is what callers normally use).
     fn provide(&self, py: Python<'_>) -> PyResult<PyCredentials> {
+        workers::ensure_started(py)?;
         let chain = Arc::clone(&self.chain);
-        let result = runtime::wait(py, async move { chain.provide().await })?;
+        let (result, _entered) = runtime::wait(py, async move { chain.provide().await })?;
         result
             .map(PyCredentials::wrap)
             .map_err(|e| errors::to_pyerr(py, &e))
@@ -79,8 +80,8 @@ impl PyProviderChain {
     /// The chain's fallback credentials, by its policy.
     fn fallback_on_interrupt(&self, py: Python<'_>) -> Option<PyCredentials> {
         let chain = Arc::clone(&self.chain);
-        py.detach(move || chain.fallback_on_interrupt())
-            .map(PyCredentials::wrap)
+        let (fallback, _entered) = shutdown::detach(py, move || chain.fallback_on_interrupt());
+        fallback.map(PyCredentials::wrap)
     }
 
     fn __repr__(&self) -> String {

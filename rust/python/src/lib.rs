@@ -1,5 +1,5 @@
 //! The PyO3 layer of creds_core: Python classes, the Python-provider adapter, errors and the
-//! threading rules (never wait holding the GIL; Python providers only on blocking threads).
+//! threading rules (never wait holding the GIL; Python providers only on Python worker threads).
 
 use pyo3::prelude::*;
 
@@ -13,6 +13,7 @@ mod limiter;
 mod provider;
 mod runtime;
 mod shutdown;
+mod workers;
 
 /// Size the shared runtime's pools. Takes effect for work started afterwards.
 #[pyfunction]
@@ -32,6 +33,7 @@ fn configure_runtime(
         ));
     }
     creds_core::runtime::configure(config);
+    workers::retire();
     Ok(())
 }
 
@@ -47,16 +49,20 @@ fn runtime_config() -> (usize, usize) {
 #[pyfunction]
 fn _after_fork_in_child() {
     creds_core::runtime::after_fork_in_child();
+    workers::after_fork_in_child();
 }
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Rust log records go to Python's `logging` (loggers `creds_core.cache`, `creds_core.limiter`,
     // ...). Levels are asked of Python on each record, so `logging` configuration made later
-    // applies. Another extension may have installed a `log` backend already: then keep it.
-    let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Loggers)?
-        .filter(log::LevelFilter::Debug)
-        .install();
+    // applies. Records enter Python only inside a counted stretch (see `shutdown`). Another
+    // extension may have installed a `log` backend already: then keep it.
+    let logger =
+        pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Loggers)?.filter(log::LevelFilter::Debug);
+    if log::set_boxed_logger(Box::new(shutdown::GuardedLogger(logger))).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
     errors::register(m)?;
     m.add(
         "THROTTLING_CODES",
@@ -67,6 +73,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cache::PyCredentialCache>()?;
     m.add_class::<clock::PyManualClock>()?;
     m.add_class::<limiter::PyLimiter>()?;
+    m.add_class::<workers::PyWorkerPool>()?;
+    m.add_class::<workers::PyTask>()?;
     m.add_function(wrap_pyfunction!(configure_runtime, m)?)?;
     m.add_function(wrap_pyfunction!(runtime_config, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;

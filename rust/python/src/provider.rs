@@ -1,11 +1,12 @@
-//! Python objects as core providers. Python code runs only on blocking threads (through
-//! `flight::run_blocking`), attached to the interpreter only there.
+//! Python objects as core providers. A provider's `provide()` runs on the Python threads of
+//! `workers` (never on a runtime thread, never with a Rust frame below it); its
+//! `fallback_on_interrupt()` answers from memory on the thread whose wait timed out.
 
 use std::sync::Arc;
 
 use creds_core::{
-    flight, Credentials, CredentialsError as CoreError, ProvideCredentials, ProvideFuture,
-    SharedProvider, StaticProvider,
+    Credentials, CredentialsError as CoreError, ProvideCredentials, ProvideFuture, SharedProvider,
+    StaticProvider,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -15,7 +16,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use crate::cache::PyCredentialCache;
 use crate::chain::PyProviderChain;
 use crate::credentials::PyCredentials;
-use crate::{errors, shutdown};
+use crate::{shutdown, workers};
 
 /// A Python `Provider` (an object with `provide()`) or a plain callable.
 pub struct PyProvider {
@@ -76,6 +77,7 @@ pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<SharedProvider> {
         .getattr("fallback_on_interrupt")
         .ok()
         .filter(|f| f.is_callable());
+    workers::ensure_started(obj.py())?;
     Ok(Arc::new(PyProvider {
         call: Arc::new(call.unbind()),
         fallback: fallback.map(|f| Arc::new(f.unbind())),
@@ -84,17 +86,8 @@ pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<SharedProvider> {
 }
 
 /// What a provider returned, as credentials: `Credentials`, a mapping, or None ("not loaded").
-/// An awaitable is first run to completion on this (blocking) thread.
-fn convert_answer(value: &Bound<'_, PyAny>) -> Result<Credentials, CoreError> {
-    let py = value.py();
-    let value = if value.hasattr("__await__").unwrap_or(false) {
-        py.import("creds_core._provider")
-            .and_then(|m| m.getattr("run_awaitable"))
-            .and_then(|run| run.call1((value,)))
-            .map_err(|e| errors::from_pyerr(py, e))?
-    } else {
-        value.clone()
-    };
+/// (A worker runs an awaitable answer to completion before it reports it.)
+pub fn convert_answer(value: &Bound<'_, PyAny>) -> Result<Credentials, CoreError> {
     if value.is_none() {
         return Err(CoreError::not_loaded(
             "the provider returned None (no credentials here)",
@@ -103,7 +96,7 @@ fn convert_answer(value: &Bound<'_, PyAny>) -> Result<Credentials, CoreError> {
     if let Ok(credentials) = value.cast::<PyCredentials>() {
         return Ok(credentials.get().inner.clone());
     }
-    crate::convert::credentials_from_mapping(&value)
+    crate::convert::credentials_from_mapping(value)
         .map_err(|e| CoreError::recoverable(format!("the provider's answer is unusable: {e}")))
 }
 
@@ -111,19 +104,12 @@ impl ProvideCredentials for PyProvider {
     fn provide(&self) -> ProvideFuture<'_> {
         let call = Arc::clone(&self.call);
         Box::pin(async move {
-            let answer = flight::run_blocking(move || {
-                let Some(_entered) = shutdown::enter() else {
-                    return Err(CoreError::recoverable("the Python interpreter is exiting"));
-                };
-                Python::attach(|py| match call.bind(py).call0() {
-                    Ok(value) => convert_answer(&value),
-                    Err(e) => Err(errors::from_pyerr(py, e)),
-                })
-            })
-            .await;
-            answer.unwrap_or_else(|| {
+            if shutdown::exiting() {
+                return Err(workers::exiting());
+            }
+            workers::call(call).await.unwrap_or_else(|| {
                 Err(CoreError::recoverable(
-                    "the provider call was dropped before it ran (shutting down?)",
+                    "the provider call was dropped before it answered (shutting down?)",
                 ))
             })
         })
@@ -132,14 +118,14 @@ impl ProvideCredentials for PyProvider {
     fn fallback_on_interrupt(&self) -> Option<Credentials> {
         let fallback = self.fallback.as_ref()?;
         let call = || {
-            let _entered = shutdown::enter()?;
-            Python::attach(|py| {
+            shutdown::attach(|py| {
                 let value = fallback.bind(py).call0().ok()?;
                 if value.is_none() {
                     return None;
                 }
                 convert_answer(&value).ok()
             })
+            .flatten()
         };
         // On a runtime worker (the async API), hand the worker's tasks off first: Python must
         // not run where it would stall the runtime.

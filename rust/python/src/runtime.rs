@@ -11,51 +11,51 @@ use pyo3::prelude::*;
 use pyo3_async_runtimes::generic::{ContextExt, Runtime};
 use pyo3_async_runtimes::TaskLocals;
 
+use crate::shutdown::{self, Entered};
+
 /// How often a waiting thread looks for a pending signal (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 /// The Python thread id of the main thread, the only one Python delivers signals to.
-static MAIN_THREAD: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+static MAIN_THREAD: std::sync::OnceLock<std::ffi::c_ulong> = std::sync::OnceLock::new();
 
 fn on_main_thread(py: Python<'_>) -> bool {
-    let ident = |expr: &str| -> Option<u64> {
-        let threading = py.import("threading").ok()?;
-        match expr {
-            "main" => threading
-                .call_method0("main_thread")
-                .ok()?
-                .getattr("ident")
-                .ok()?
-                .extract()
-                .ok(),
-            _ => threading.call_method0("get_ident").ok()?.extract().ok(),
-        }
-    };
-    let main = *MAIN_THREAD.get_or_init(|| ident("main").unwrap_or(0));
-    ident("current") == Some(main)
+    let main = *MAIN_THREAD.get_or_init(|| {
+        py.import("threading")
+            .and_then(|t| t.call_method0("main_thread"))
+            .and_then(|m| m.getattr("ident"))
+            .and_then(|i| i.extract())
+            .unwrap_or(0)
+    });
+    // SAFETY: a plain C call without arguments; it reads the calling thread's identity.
+    let current = unsafe { pyo3::ffi::PyThread_get_thread_ident() };
+    current == main
 }
 
 /// Block until `fut` completes, without holding the GIL. On the main thread the wait is cut
 /// into short slices with a signal check between them, so that Ctrl-C reaches it; other
 /// threads (which Python never delivers signals to) wait in one piece, so a thousand waiters
 /// do not compete for the GIL with the provider they wait for.
-pub fn wait<T, F>(py: Python<'_>, fut: F) -> PyResult<T>
+///
+/// Attaching again is counted (see `shutdown`): hold the returned guard until the result has
+/// been turned into Python objects.
+pub fn wait<T, F>(py: Python<'_>, fut: F) -> PyResult<(T, Entered)>
 where
     T: Send,
     F: Future<Output = T> + Send,
 {
     if !on_main_thread(py) {
-        return Ok(py.detach(|| core_runtime::block_on(fut)));
+        return Ok(shutdown::detach(py, || core_runtime::block_on(fut)));
     }
     let mut fut = Box::pin(fut);
     loop {
-        let slice = py.detach(|| {
+        let (slice, entered) = shutdown::detach(py, || {
             core_runtime::block_on(async {
                 tokio::time::timeout(SIGNAL_CHECK, &mut fut).await.ok()
             })
         });
         if let Some(value) = slice {
-            return Ok(value);
+            return Ok((value, entered));
         }
         // Raises KeyboardInterrupt (and drops the wait; the refresh itself goes on).
         py.check_signals()?;
@@ -86,7 +86,7 @@ impl Runtime for SharedRuntime {
     {
         // Completions enter Python: not once the interpreter is exiting.
         core_runtime::handle().spawn_blocking(move || {
-            if let Some(_entered) = crate::shutdown::enter() {
+            if let Some(_entered) = shutdown::enter() {
                 f();
             }
         })
@@ -125,15 +125,14 @@ where
         locals,
         async move {
             let result = fut.await;
-            let closed = crate::shutdown::enter().is_none_or(|_entered| {
-                Python::attach(|py| {
-                    event_loop
-                        .bind(py)
-                        .call_method0("is_closed")
-                        .and_then(|c| c.extract::<bool>())
-                        .unwrap_or(true)
-                })
-            });
+            let closed = shutdown::attach(|py| {
+                event_loop
+                    .bind(py)
+                    .call_method0("is_closed")
+                    .and_then(|c| c.extract::<bool>())
+                    .unwrap_or(true)
+            })
+            .unwrap_or(true);
             if closed {
                 // Nobody can receive it: never complete (the task ends with the runtime).
                 std::future::pending::<()>().await;

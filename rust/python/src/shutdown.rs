@@ -1,18 +1,36 @@
-//! Interpreter exit. CPython ends a thread that tries to take the GIL while the interpreter
-//! finalizes, and that forced unwind cannot pass the Rust frames of a provider thread: the
-//! process would abort. So an `atexit` hook (run before finalization) closes the door: no new
-//! provider call and no log record enters Python any more, and calls already in Python get a
-//! bounded time to return.
+//! Interpreter exit. While the interpreter finalizes, CPython ends any other thread that tries
+//! to take the GIL (with `pthread_exit`), and that forced unwind cannot pass Rust frames: the
+//! process would abort. So:
+//!
+//! * Python providers run on threads that Python created, with no Rust frame below their code
+//!   (see `workers`): CPython can end them like any daemon thread.
+//! * Every stretch of Rust code that takes the GIL, or holds it with Rust frames below Python
+//!   code, is counted ([`enter`]). The `atexit` hook [`_shutdown`] (which runs before
+//!   finalization) stops new provider calls and log records, gives counted stretches a bounded
+//!   time to end, then closes: a counted stretch is refused from then on, and a thread whose
+//!   wait ends after that never takes the GIL again ([`detach`] parks it until the process
+//!   ends, as Python 3.14 itself does with daemon threads).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
-static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
-static IN_PYTHON: AtomicUsize = AtomicUsize::new(0);
+const RUNNING: u8 = 0;
+/// The exit hook runs: no new provider calls; counted stretches still enter.
+const EXITING: u8 = 1;
+/// Finalization may start at any moment: nothing enters any more.
+const CLOSED: u8 = 2;
 
-/// Counts a provider thread's stay in Python.
+static PHASE: AtomicU8 = AtomicU8::new(RUNNING);
+static IN_PYTHON: AtomicUsize = AtomicUsize::new(0);
+/// The thread that runs the exit hook (and then finalizes): the one thread CPython never ends.
+static EXIT_THREAD: OnceLock<ThreadId> = OnceLock::new();
+
+/// One counted stretch of Rust code in (or entering) Python.
+#[derive(Debug)]
 pub struct Entered(());
 
 impl Drop for Entered {
@@ -21,27 +39,100 @@ impl Drop for Entered {
     }
 }
 
-/// Permission for a provider thread to enter Python; `None` once the interpreter is exiting.
-pub fn enter() -> Option<Entered> {
+fn count() -> Entered {
     IN_PYTHON.fetch_add(1, Ordering::SeqCst);
-    let entered = Entered(());
-    if SHUTTING_DOWN.load(Ordering::SeqCst) {
+    Entered(())
+}
+
+fn on_exit_thread() -> bool {
+    EXIT_THREAD.get() == Some(&std::thread::current().id())
+}
+
+/// Permission to take the GIL (or keep running Python with Rust frames below it) for a short
+/// stretch; `None` once the interpreter may be finalizing. Hold it until that stretch is over.
+pub fn enter() -> Option<Entered> {
+    let entered = count();
+    if PHASE.load(Ordering::SeqCst) == CLOSED && !on_exit_thread() {
         return None;
     }
     Some(entered)
 }
 
-/// Registered with `atexit`: stop entering Python and wait up to `timeout` seconds for provider
-/// calls already in Python to return.
+/// Whether the interpreter is exiting: no new provider call starts.
+pub fn exiting() -> bool {
+    PHASE.load(Ordering::SeqCst) != RUNNING
+}
+
+/// Run `f` detached from the interpreter, then attach again, counted: hold the returned
+/// [`Entered`] until control is back in Python. A thread whose `f` ends after the exit hook has
+/// closed never attaches again: it is parked until the process ends.
+pub fn detach<T, F>(py: Python<'_>, f: F) -> (T, Entered)
+where
+    T: Send,
+    F: Send + FnOnce() -> T,
+{
+    py.detach(|| {
+        let value = f();
+        match enter() {
+            Some(entered) => (value, entered),
+            None => park_forever(),
+        }
+    })
+}
+
+/// Take the GIL for `f` from a thread that does not hold it (a runtime thread, or a Python
+/// thread inside a detached wait), counted; `None` once the interpreter may be finalizing.
+pub fn attach<R>(f: impl FnOnce(Python<'_>) -> R) -> Option<R> {
+    let _entered = enter()?;
+    Some(Python::attach(f))
+}
+
+fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+fn drain(deadline: Instant) {
+    while IN_PYTHON.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Registered with `atexit`: stop new provider calls and log records, wait up to `timeout`
+/// seconds for counted stretches to end, then close.
 #[pyfunction]
 #[pyo3(signature = (timeout=1.0))]
 pub fn _shutdown(py: Python<'_>, timeout: f64) {
-    SHUTTING_DOWN.store(true, Ordering::SeqCst);
+    let _ = EXIT_THREAD.set(std::thread::current().id());
+    PHASE.store(EXITING, Ordering::SeqCst);
     log::set_max_level(log::LevelFilter::Off);
     let deadline = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
     py.detach(|| {
-        while IN_PYTHON.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        drain(deadline);
+        PHASE.store(CLOSED, Ordering::SeqCst);
+        // A stretch counted just before the close saw the old phase: let it end too.
+        drain(deadline);
     });
+}
+
+/// A `log` backend that forwards to Python's `logging` only inside a counted stretch.
+pub struct GuardedLogger<L>(pub L);
+
+impl<L: log::Log> log::Log for GuardedLogger<L> {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        enter().is_some_and(|_entered| self.0.enabled(metadata))
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if let Some(_entered) = enter() {
+            self.0.log(record);
+        }
+    }
+
+    fn flush(&self) {
+        if let Some(_entered) = enter() {
+            self.0.flush();
+        }
+    }
 }

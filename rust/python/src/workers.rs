@@ -1,0 +1,323 @@
+//! The threads Python providers run on. They are Python threads (started by `threading`, in
+//! `creds_core._workers`), and a provider's code runs there under Python frames only: the
+//! worker asks Rust for a task, calls the provider itself, and hands the answer back. So
+//! CPython can end such a thread at interpreter exit like any daemon thread; a Rust thread
+//! running Python code would abort the process instead (see `shutdown`).
+//!
+//! The threading rules of `creds_core::flight` hold unchanged: top-level work queues for a
+//! bounded pool (`max_blocking_threads` workers), nested work gets a thread of its own. Threads
+//! are started by one *spawner* thread, a Python thread that does nothing else, so that a
+//! thread of its own can be had while every pool worker is busy.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use creds_core::flight::{self, Executor, FlightCtx, Job};
+use creds_core::{Credentials, CredentialsError as CoreError};
+use pyo3::exceptions::PyBaseException;
+use pyo3::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::{errors, provider, shutdown};
+
+/// How long an idle pool worker waits for work before its thread ends.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+
+/// What a provider call reports.
+pub type Answer = Result<Credentials, CoreError>;
+
+/// One call of a Python provider.
+pub struct PyWork {
+    pub call: Arc<Py<PyAny>>,
+    pub tx: oneshot::Sender<Answer>,
+}
+
+#[derive(Default)]
+struct Queues {
+    tasks: VecDeque<Arc<Job<PyWork>>>,
+    /// Pool workers waiting for a task.
+    idle: usize,
+    /// Pool workers alive, or asked of the spawner.
+    live: usize,
+    /// Threads the spawner is to start: a pool worker (`None`) or one for a single job.
+    spawns: VecDeque<Option<Arc<Job<PyWork>>>>,
+}
+
+/// The pool of Python threads for one process (a forked child gets a new one).
+#[derive(Default)]
+pub struct Pool {
+    queues: Mutex<Queues>,
+    task_ready: Condvar,
+    spawn_ready: Condvar,
+    spawner_started: AtomicBool,
+    /// Replaced by `configure_runtime`: its threads end once their work is done.
+    retired: AtomicBool,
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn request_spawn(&self, q: &mut Queues, job: Option<Arc<Job<PyWork>>>) {
+        q.spawns.push_back(job);
+        self.spawn_ready.notify_one();
+    }
+}
+
+impl Executor for Pool {
+    type Work = PyWork;
+
+    fn pool(&self, job: Arc<Job<PyWork>>) {
+        let mut q = self.lock();
+        q.tasks.push_back(job);
+        let max = creds_core::runtime::config().max_blocking_threads.max(1);
+        if q.tasks.len() > q.idle && q.live < max {
+            q.live += 1;
+            self.request_spawn(&mut q, None);
+        }
+        self.task_ready.notify_one();
+    }
+
+    fn own_thread(&self, job: Arc<Job<PyWork>>) {
+        let mut q = self.lock();
+        self.request_spawn(&mut q, Some(job));
+    }
+}
+
+// No mutex guards the pool's slot: a forked child replaces the pool without locking anything
+// the parent's threads may have held.
+static POOL: ArcSwapOption<Pool> = ArcSwapOption::const_empty();
+
+/// This process's pool.
+pub fn pool() -> Arc<Pool> {
+    if let Some(pool) = POOL.load_full() {
+        return pool;
+    }
+    let fresh = Arc::new(Pool::default());
+    let previous = POOL.compare_and_swap(&None::<Arc<Pool>>, Some(Arc::clone(&fresh)));
+    match &*previous {
+        Some(winner) => Arc::clone(winner),
+        None => fresh,
+    }
+}
+
+/// Start the spawner thread of this process's pool, if it is not running yet. Called with the
+/// GIL wherever a Python provider may be about to be called.
+pub fn ensure_started(py: Python<'_>) -> PyResult<()> {
+    let pool = pool();
+    if pool.spawner_started.load(Ordering::Acquire) {
+        return Ok(());
+    }
+    if pool.spawner_started.swap(true, Ordering::AcqRel) {
+        return Ok(());
+    }
+    let handle = Py::new(
+        py,
+        PyWorkerPool {
+            pool: Arc::clone(&pool),
+        },
+    )?;
+    let started = py
+        .import("creds_core._workers")
+        .and_then(|m| m.call_method1("start_spawner", (handle,)));
+    if let Err(e) = started {
+        pool.spawner_started.store(false, Ordering::Release);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Pool sizes changed (`configure_runtime`): later work goes to a new pool; this one's threads
+/// end once the work already given to it is done.
+pub fn retire() {
+    if let Some(old) = POOL.swap(None) {
+        old.retired.store(true, Ordering::SeqCst);
+        let _q = old.lock();
+        old.task_ready.notify_all();
+        old.spawn_ready.notify_all();
+    }
+}
+
+/// Called in a forked child: the parent's worker threads do not exist there.
+pub fn after_fork_in_child() {
+    if let Some(old) = POOL.swap(None) {
+        // Its mutex may have been held by a parent thread at fork time: never touch it again.
+        std::mem::forget(old);
+    }
+}
+
+/// Hand a provider call to the pool (or a thread of its own) and await its answer; `None` if
+/// it was dropped without an answer.
+pub async fn call(work_call: Arc<Py<PyAny>>) -> Option<Answer> {
+    let (tx, rx) = oneshot::channel();
+    let dispatched = flight::dispatch(
+        &pool(),
+        PyWork {
+            call: work_call,
+            tx,
+        },
+    );
+    let answer = rx.await.ok();
+    drop(dispatched);
+    answer
+}
+
+/// The pool, as the spawner and the workers see it.
+#[pyclass(name = "_WorkerPool", module = "creds_core._core", frozen)]
+pub struct PyWorkerPool {
+    pool: Arc<Pool>,
+}
+
+#[pymethods]
+impl PyWorkerPool {
+    /// For the spawner: wait for the next thread to start: `("worker", None)` for a pool
+    /// worker, `("task", task)` for a thread that runs only `task`; `None` once the pool is
+    /// retired and the spawner should end.
+    fn next_spawn(&self, py: Python<'_>) -> Option<(&'static str, Option<PyTask>)> {
+        let pool = Arc::clone(&self.pool);
+        let (next, _entered) = shutdown::detach(py, move || {
+            let mut q = pool.lock();
+            loop {
+                match q.spawns.pop_front() {
+                    Some(None) => return Some(("worker", None)),
+                    Some(Some(job)) => {
+                        if let Some(task) = PyTask::claim(&job) {
+                            return Some(("task", Some(task)));
+                        }
+                    }
+                    None if pool.retired.load(Ordering::SeqCst) => return None,
+                    None => {
+                        q = pool
+                            .spawn_ready
+                            .wait(q)
+                            .unwrap_or_else(PoisonError::into_inner);
+                    }
+                }
+            }
+        });
+        next
+    }
+
+    /// For a pool worker: the next task, or `None` when the thread has been idle long enough
+    /// and should end.
+    fn next_task(&self, py: Python<'_>) -> Option<PyTask> {
+        let pool = Arc::clone(&self.pool);
+        let (task, _entered) = shutdown::detach(py, move || {
+            let mut q = pool.lock();
+            loop {
+                while let Some(job) = q.tasks.pop_front() {
+                    if let Some(task) = PyTask::claim(&job) {
+                        return Some(task);
+                    }
+                }
+                if pool.retired.load(Ordering::SeqCst) {
+                    q.live -= 1;
+                    return None;
+                }
+                q.idle += 1;
+                let (guard, timeout) = pool
+                    .task_ready
+                    .wait_timeout(q, KEEP_ALIVE)
+                    .unwrap_or_else(PoisonError::into_inner);
+                q = guard;
+                q.idle -= 1;
+                if timeout.timed_out() && q.tasks.is_empty() {
+                    q.live -= 1;
+                    return None;
+                }
+            }
+        });
+        task
+    }
+
+    /// For the spawner: a pool worker could not be started.
+    fn worker_not_started(&self) {
+        let mut q = self.pool.lock();
+        q.live = q.live.saturating_sub(1);
+    }
+}
+
+/// One provider call, claimed by the thread that runs it.
+#[pyclass(name = "_Task", module = "creds_core._core", frozen)]
+pub struct PyTask {
+    call: Arc<Py<PyAny>>,
+    ctx: Option<Arc<FlightCtx>>,
+    tx: Mutex<Option<oneshot::Sender<Answer>>>,
+    previous: Mutex<Option<Option<Arc<FlightCtx>>>>,
+}
+
+impl PyTask {
+    /// The job's work, unless another thread has it or nobody awaits its answer any more.
+    fn claim(job: &Job<PyWork>) -> Option<Self> {
+        let work = job.take()?;
+        if work.tx.is_closed() {
+            return None;
+        }
+        Some(Self {
+            call: work.call,
+            ctx: job.ctx(),
+            tx: Mutex::new(Some(work.tx)),
+            previous: Mutex::new(None),
+        })
+    }
+
+    fn report(&self, answer: Answer) {
+        if let Some(previous) = lock(&self.previous).take() {
+            flight::set_current(previous);
+        }
+        if let Some(tx) = lock(&self.tx).take() {
+            let _ = tx.send(answer);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[pymethods]
+impl PyTask {
+    /// Make the task's flight this thread's (so that lookups the provider makes are nested)
+    /// and return the provider to call.
+    fn begin(&self, py: Python<'_>) -> Py<PyAny> {
+        let previous = flight::set_current(self.ctx.clone());
+        *lock(&self.previous) = Some(previous);
+        self.call.clone_ref(py)
+    }
+
+    /// The provider answered.
+    fn finish(&self, answer: &Bound<'_, PyAny>) {
+        let Some(_entered) = shutdown::enter() else {
+            return self.report(Err(exiting()));
+        };
+        self.report(provider::convert_answer(answer));
+    }
+
+    /// The provider raised.
+    fn fail(&self, error: &Bound<'_, PyBaseException>) {
+        let Some(_entered) = shutdown::enter() else {
+            return self.report(Err(exiting()));
+        };
+        let py = error.py();
+        self.report(Err(errors::from_pyerr(
+            py,
+            PyErr::from_value(error.clone().into_any()),
+        )));
+    }
+
+    /// The thread for this task could not be started.
+    fn not_started(&self, reason: &str) {
+        self.report(Err(CoreError::recoverable(format!(
+            "no thread could be started for the provider call: {reason}"
+        ))));
+    }
+}
+
+/// The error of a provider call refused, or dropped, because the interpreter is exiting.
+pub fn exiting() -> CoreError {
+    CoreError::recoverable("the Python interpreter is exiting")
+}
