@@ -12,7 +12,9 @@
 //!   ends, as Python 3.14 itself does with daemon threads).
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+
+use arc_swap::ArcSwapOption;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
@@ -63,6 +65,60 @@ pub fn exiting() -> bool {
     PHASE.load(Ordering::SeqCst) != RUNNING
 }
 
+/// Threads coming back from a wait pass here one at a time to take the GIL: a thousand waiters
+/// woken by one refresh then queue on a condition variable, instead of a thousand runnable
+/// threads fighting for the GIL (a convoy that made them wait several times longer than
+/// botocore's callers queued on its lock).
+#[derive(Default)]
+struct Entrance {
+    busy: Mutex<bool>,
+    free: Condvar,
+}
+
+/// A thread's turn at the [`Entrance`], released on drop.
+struct Turn(Arc<Entrance>);
+
+impl Entrance {
+    fn turn(self: Arc<Self>) -> Turn {
+        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
+        while *busy {
+            busy = self.free.wait(busy).unwrap_or_else(PoisonError::into_inner);
+        }
+        *busy = true;
+        drop(busy);
+        Turn(self)
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        *self.0.busy.lock().unwrap_or_else(PoisonError::into_inner) = false;
+        self.0.free.notify_one();
+    }
+}
+
+// Replaced in a forked child: a parent thread may have held it at fork time.
+static ENTRANCE: ArcSwapOption<Entrance> = ArcSwapOption::const_empty();
+
+fn entrance() -> Arc<Entrance> {
+    if let Some(entrance) = ENTRANCE.load_full() {
+        return entrance;
+    }
+    let fresh = Arc::new(Entrance::default());
+    let previous = ENTRANCE.compare_and_swap(&None::<Arc<Entrance>>, Some(Arc::clone(&fresh)));
+    match &*previous {
+        Some(winner) => Arc::clone(winner),
+        None => fresh,
+    }
+}
+
+/// Called in a forked child.
+pub fn after_fork_in_child() {
+    if let Some(old) = ENTRANCE.swap(None) {
+        std::mem::forget(old);
+    }
+}
+
 /// Run `f` detached from the interpreter, then attach again, counted: hold the returned
 /// [`Entered`] until control is back in Python. A thread whose `f` ends after the exit hook has
 /// closed never attaches again: it is parked until the process ends.
@@ -71,13 +127,15 @@ where
     T: Send,
     F: Send + FnOnce() -> T,
 {
-    py.detach(|| {
+    let entrance = entrance();
+    let (value, entered, _turn) = py.detach(|| {
         let value = f();
-        match enter() {
-            Some(entered) => (value, entered),
-            None => park_forever(),
-        }
-    })
+        let Some(entered) = enter() else {
+            park_forever()
+        };
+        (value, entered, entrance.turn())
+    });
+    (value, entered)
 }
 
 /// Take the GIL for `f` from a thread that does not hold it (a runtime thread, or a Python
