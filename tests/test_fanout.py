@@ -134,10 +134,12 @@ def test_a_thousand_roles_from_64_threads_against_a_throttling_sts(fresh_limiter
     for arn, identity in identities.items():
         account, name = arn.split(":")[4], arn.rsplit("/", 1)[1]
         assert identity == f"arn:aws:sts::{account}:assumed-role/{name}/fan-out"
-    # Every role's refresh went through the one Limiter of this STS endpoint, and so did every
-    # attempt the cache made again after a throttled answer reached the limiter.
+    # Every role's refresh went through the one Limiter of this STS endpoint (and so did every
+    # attempt the cache made again after a throttled answer), and every throttled AssumeRole
+    # answer reached it as it arrived, also those botocore's one retry then absorbed.
     stats = limiter.stats()
-    assert stats["acquired"] == ROLES + stats["throttled"]
+    assert ROLES <= stats["acquired"] <= ROLES + stats["throttled"]
+    assert stats["throttled"] == throttled
     cache = cb.get_cache(sessions[arns[0]])
     assert cache is not None and cache.limiter is limiter
 

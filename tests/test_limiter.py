@@ -114,3 +114,34 @@ def test_the_rate_is_shared_in_order_of_arrival() -> None:
     took = time.monotonic() - started
     assert 0.4 <= took < 5  # 10 calls at 20/s: about 0.45 s, never all at once
     assert limiter.stats()["waited_for_rate"] >= 8
+
+
+def test_every_throttled_sts_answer_reaches_the_limiter_also_those_botocore_retries() -> None:
+    from creds_core.providers import AssumeRoleProvider, StaticProvider
+    from creds_core.testing.servers import StsServer
+
+    limiter = Limiter()
+    with StsServer(rate=0.5, burst=1) as sts:
+        caches = [
+            CredentialCache(
+                AssumeRoleProvider(
+                    StaticProvider("AKIALIMITSOURCE00001", "source-secret"),
+                    f"arn:aws:iam::123456789012:role/paced-{i}",
+                    endpoint_url=sts.url,
+                    region="us-east-1",
+                ),
+                limiter=limiter,
+                load_timeout=60,
+            )
+            for i in range(2)
+        ]
+        # The second refresh finds STS's bucket empty: throttled (and retried) until it refills.
+        keys = [cache.get().access_key_id for cache in caches]
+        answers = [c.outcome for c in sts.calls if c.action == "AssumeRole"]
+    assert len(set(keys)) == 2
+    assert answers.count("ok") == 2
+    throttled = answers.count("throttled")
+    assert throttled >= 1
+    assert limiter.stats()["throttled"] == throttled
+    # One slot per refresh attempt; botocore's own retry happens inside one attempt.
+    assert 2 <= limiter.stats()["acquired"] <= 2 + throttled

@@ -20,6 +20,7 @@ __all__ = [
     "_Task",
     "_WorkerPool",
     "_after_fork_in_child",
+    "_note_throttled",
     "_shutdown",
     "configure_runtime",
     "runtime_config",
@@ -162,6 +163,7 @@ def configure_runtime(
 def runtime_config() -> tuple[int, int]: ...
 def _after_fork_in_child() -> None: ...
 def _shutdown(timeout: float = 1.0) -> None: ...
+def _note_throttled() -> bool: ...
 
 @final
 class _WorkerPool:

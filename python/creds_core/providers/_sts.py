@@ -10,6 +10,10 @@ source ``CredentialCache`` (the signer calls it for each request).  It is handed
 the way botocore supports: as the ``credential_provider`` component of a small per-client
 botocore session that shares the process-wide data loader (so models and endpoint data are
 still loaded only once) and copies the base session's instance variables.
+
+Every throttled answer a client gets is reported to the :class:`~creds_core.Limiter` of the
+refresh it serves (if any) as it arrives, also those botocore then retries itself: the limiter
+counts them all and slows down for everyone sharing it at once.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials as BotocoreCredentials
 from botocore.credentials import ReadOnlyCredentials
 
-from creds_core._core import CredentialCache
+from creds_core._core import THROTTLING_CODES, CredentialCache, _note_throttled
 from creds_core._core import Credentials as CoreCredentials
 from creds_core.providers._config import new_session
 
@@ -137,6 +141,20 @@ class _Resolver:
         return self._credentials
 
 
+_THROTTLING = frozenset(THROTTLING_CODES)
+
+
+def _report_throttling(response: tuple[Any, Any] | None, **_: Any) -> None:
+    """``needs-retry`` handler (an observer: it never decides a retry): report a throttled
+    answer to the limiter of the refresh this thread runs."""
+    if response is None:
+        return
+    http, parsed = response
+    code = (parsed.get("Error") or {}).get("Code")
+    if code in _THROTTLING or getattr(http, "status_code", None) == 429:
+        _note_throttled()
+
+
 class ClientEntry:
     """A shared STS client and what it was built from (kept alive while the entry is)."""
 
@@ -189,6 +207,7 @@ def sts_client(
         client = builder.create_client(
             "sts", region_name=region, endpoint_url=endpoint_url, config=merged
         )
+        client.meta.events.register_first("needs-retry.sts", _report_throttling)
         entry = ClientEntry(client, session, source, credentials)
         _ENTRIES[key] = entry
         return entry

@@ -441,6 +441,7 @@ impl CredentialCache {
             let Some(limiter) = limiter else {
                 return inner.provider.provide().await;
             };
+            ctx.set_limiter(limiter);
             // The limiter's slot is held only around the source call itself. A throttled call
             // is tried again (the limiter has slowed down meanwhile) before it counts as a
             // failure: under a shared limiter, throttling is pacing, not an outage.
@@ -449,9 +450,12 @@ impl CredentialCache {
                 let permit = limiter
                     .acquire(ctx.is_nested(), ctx.became_nested())
                     .await?;
+                ctx.take_noted_throttles();
                 let result = inner.provider.provide().await;
                 let outcome = CallOutcome::of(&result);
-                limiter.record(permit, outcome);
+                // A throttled answer the provider already reported is not counted twice.
+                let noted = ctx.take_noted_throttles() > 0;
+                limiter.record_call(permit, outcome, noted);
                 attempt += 1;
                 if outcome != CallOutcome::Throttled || attempt >= THROTTLED_ATTEMPTS {
                     return result;

@@ -16,11 +16,12 @@
 //! lookup that would wait, directly or through other flights, on its own refresh fails at once.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use tokio::sync::oneshot;
 
+use crate::limiter::Limiter;
 use crate::runtime;
 
 /// The context of one flight.
@@ -36,6 +37,10 @@ pub struct FlightCtx {
     /// Queued blocking work, with how to move it to a thread of its own.
     pending: Mutex<Vec<Pending>>,
     waiting_on: Mutex<Option<Weak<FlightCtx>>>,
+    /// The limiter its source calls go through, if any.
+    limiter: OnceLock<Arc<Limiter>>,
+    /// Throttled answers the provider reported itself during its current call.
+    noted_throttles: AtomicU32,
 }
 
 impl FlightCtx {
@@ -51,6 +56,8 @@ impl FlightCtx {
             nested_signal: tokio::sync::watch::channel(parent.is_some()).0,
             pending: Mutex::new(Vec::new()),
             waiting_on: Mutex::new(None),
+            limiter: OnceLock::new(),
+            noted_throttles: AtomicU32::new(0),
         })
     }
 
@@ -82,6 +89,28 @@ impl FlightCtx {
     pub async fn became_nested(&self) {
         let mut rx = self.nested_signal.subscribe();
         let _ = rx.wait_for(|nested| *nested).await;
+    }
+
+    /// This flight's source calls go through `limiter`.
+    pub fn set_limiter(&self, limiter: &Arc<Limiter>) {
+        let _ = self.limiter.set(Arc::clone(limiter));
+    }
+
+    /// The provider saw a throttled answer that it retries itself (an SDK client's own retry):
+    /// tell the flight's limiter now, so that it slows down without waiting for the call to
+    /// end. False when the flight has no limiter.
+    pub fn note_throttled(&self) -> bool {
+        let Some(limiter) = self.limiter.get() else {
+            return false;
+        };
+        limiter.note_throttled();
+        self.noted_throttles.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+
+    /// How many throttled answers were noted since the last call of this method.
+    pub fn take_noted_throttles(&self) -> u32 {
+        self.noted_throttles.swap(0, Ordering::SeqCst)
     }
 
     /// Record that this flight now waits on `other`; false when that wait would close a cycle.

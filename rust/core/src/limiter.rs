@@ -330,25 +330,45 @@ impl Limiter {
 
     /// Record how the call made under `permit` ended.
     pub fn record(&self, permit: Permit, outcome: CallOutcome) {
+        self.record_call(permit, outcome, false);
+    }
+
+    /// A throttled answer seen inside a call (which the caller's SDK retries itself): count it
+    /// and slow down now.
+    pub fn note_throttled(&self) {
+        let now = self.clock.now();
+        let mut c = self.control();
+        self.throttled(&mut c, now);
+    }
+
+    fn throttled(&self, c: &mut Control, now: SystemTime) {
+        self.stats.throttled.fetch_add(1, Ordering::Relaxed);
+        let recent = c
+            .last_decrease
+            .is_some_and(|at| now < at + Duration::from_secs(1));
+        if self.config.adaptive && !recent {
+            c.last_decrease = Some(now);
+            let base = c
+                .rate
+                .unwrap_or(c.last_window_rate.max(f64::from(c.window_calls)));
+            let slower = (base * DECREASE).max(MIN_RATE);
+            c.rate = Some(slower);
+            // No burst right after a throttle: the next call waits one new interval.
+            c.tat = c.tat.max(now + Duration::from_secs_f64(1.0 / slower));
+        }
+    }
+
+    /// Record how the call made under `permit` ended; `noted`: its throttled answer was
+    /// already counted by [`Limiter::note_throttled`].
+    pub fn record_call(&self, permit: Permit, outcome: CallOutcome, noted: bool) {
         // Logging may wait for the GIL: never log while holding the control lock.
         let mut event = None;
         let now = self.clock.now();
         let mut c = self.control();
         match outcome {
             CallOutcome::Throttled => {
-                self.stats.throttled.fetch_add(1, Ordering::Relaxed);
-                let recent = c
-                    .last_decrease
-                    .is_some_and(|at| now < at + Duration::from_secs(1));
-                if self.config.adaptive && !recent {
-                    c.last_decrease = Some(now);
-                    let base = c
-                        .rate
-                        .unwrap_or(c.last_window_rate.max(f64::from(c.window_calls)));
-                    let slower = (base * DECREASE).max(MIN_RATE);
-                    c.rate = Some(slower);
-                    // No burst right after a throttle: the next call waits one new interval.
-                    c.tat = c.tat.max(now + Duration::from_secs_f64(1.0 / slower));
+                if !noted {
+                    self.throttled(&mut c, now);
                 }
                 if permit.probe {
                     c.breaker = BreakerState::Closed;
@@ -467,6 +487,29 @@ mod tests {
             l.record(p, CallOutcome::Success);
         }
         assert_eq!(l.current_rate(), Some(100.0));
+    }
+
+    #[tokio::test]
+    async fn a_throttle_noted_during_a_call_counts_once_and_slows_down_at_once() {
+        let (clock, l) = limiter(LimiterConfig {
+            rate: Some(100.0),
+            ..LimiterConfig::default()
+        });
+        let p = l.acquire(false, never()).await.unwrap();
+        // The SDK saw a throttled answer and retries it itself: the limiter slows down now.
+        l.note_throttled();
+        assert_eq!(l.current_rate(), Some(50.0));
+        // Its retry was throttled too, and that answer ends the call: counted once, not twice,
+        // and no second halving within the same second.
+        l.note_throttled();
+        l.record_call(p, CallOutcome::Throttled, true);
+        assert_eq!(l.stats().throttled.load(Ordering::Relaxed), 2);
+        assert_eq!(l.current_rate(), Some(50.0));
+        clock.advance(Duration::from_secs(2));
+        let p = l.acquire(false, never()).await.unwrap();
+        l.record_call(p, CallOutcome::Throttled, false);
+        assert_eq!(l.stats().throttled.load(Ordering::Relaxed), 3);
+        assert_eq!(l.current_rate(), Some(25.0));
     }
 
     #[tokio::test]

@@ -53,6 +53,14 @@ fn _after_fork_in_child() {
     shutdown::after_fork_in_child();
 }
 
+/// The provider call running on this thread saw a throttled answer that its SDK client retries
+/// itself: tell the refresh's `Limiter` now (it counts it and slows down). False when there is
+/// no such refresh or it has no limiter.
+#[pyfunction]
+fn _note_throttled() -> bool {
+    creds_core::flight::current().is_some_and(|ctx| ctx.note_throttled())
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Rust log records go to Python's `logging` (loggers `creds_core.cache`, `creds_core.limiter`,
@@ -79,6 +87,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(configure_runtime, m)?)?;
     m.add_function(wrap_pyfunction!(runtime_config, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(_note_throttled, m)?)?;
     m.add_function(wrap_pyfunction!(shutdown::_shutdown, m)?)?;
     Ok(())
 }
