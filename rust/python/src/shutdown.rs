@@ -25,6 +25,9 @@ const RUNNING: u8 = 0;
 const EXITING: u8 = 1;
 /// Finalization may start at any moment: nothing enters any more.
 const CLOSED: u8 = 2;
+/// The exit hook has returned (it stops waiting after its timeout): a thread still queued to
+/// take the GIL back must not take it any more.
+const FINAL: u8 = 3;
 
 static PHASE: AtomicU8 = AtomicU8::new(RUNNING);
 static IN_PYTHON: AtomicUsize = AtomicUsize::new(0);
@@ -54,7 +57,7 @@ fn on_exit_thread() -> bool {
 /// stretch; `None` once the interpreter may be finalizing. Hold it until that stretch is over.
 pub fn enter() -> Option<Entered> {
     let entered = count();
-    if PHASE.load(Ordering::SeqCst) == CLOSED && !on_exit_thread() {
+    if PHASE.load(Ordering::SeqCst) >= CLOSED && !on_exit_thread() {
         return None;
     }
     Some(entered)
@@ -133,7 +136,16 @@ where
         let Some(entered) = enter() else {
             park_forever()
         };
-        (value, entered, entrance.turn())
+        if on_exit_thread() {
+            return (value, entered, None);
+        }
+        let turn = entrance.turn();
+        if PHASE.load(Ordering::SeqCst) == FINAL {
+            // Queued past the exit hook's patience: finalization may be under way.
+            drop(turn);
+            park_forever();
+        }
+        (value, entered, Some(turn))
     });
     (value, entered)
 }
@@ -171,6 +183,7 @@ pub fn _shutdown(py: Python<'_>, timeout: f64) {
         PHASE.store(CLOSED, Ordering::SeqCst);
         // A stretch counted just before the close saw the old phase: let it end too.
         drain(deadline);
+        PHASE.store(FINAL, Ordering::SeqCst);
     });
 }
 
