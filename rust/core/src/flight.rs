@@ -1,10 +1,11 @@
 //! The threading rules that make deadlock impossible.
 //!
-//! A *flight* is one refresh of one cache. Providers that block (a Python provider) run their
-//! blocking work through [`run_blocking`]:
+//! A *flight* is one refresh of one cache. Providers that block run their blocking work through
+//! [`dispatch`] on an [`Executor`] ([`run_blocking`] on the [`ThreadExecutor`]: the runtime's
+//! blocking pool and plain threads; the Python layer has one of Python threads):
 //!
-//! * For a flight that only top-level callers wait on, the work goes to the runtime's bounded
-//!   blocking pool.
+//! * For a flight that only top-level callers wait on, the work goes to the executor's bounded
+//!   pool.
 //! * A flight that a provider thread waits on (a nested lookup: an assume-role provider asking
 //!   its source cache) is marked *nested*: its blocking work runs on a thread of its own, and
 //!   work it already queued on the pool is taken out of the queue and run on a thread of its
