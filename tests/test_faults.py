@@ -227,6 +227,37 @@ def test_a_hung_provider_on_a_full_pool_delays_others_only_until_their_load_time
         creds_core.configure_runtime(worker_threads=before[0], max_blocking_threads=before[1])
 
 
+def test_a_hung_call_whose_caller_timed_out_gives_its_pool_slot_back(
+    release: threading.Event,
+) -> None:
+    before = creds_core.runtime_config()
+    creds_core.configure_runtime(max_blocking_threads=1)
+    try:
+        threads: list[str] = []
+
+        def hang() -> Credentials:
+            threads.append(threading.current_thread().name)
+            release.wait()
+            return creds("LATE", lifetime=3600)
+
+        hung = CredentialCache(hang, load_timeout=0.5)
+        with pytest.raises(ProviderTimedOut):
+            hung.get()
+        # Its call took the one pool slot (it did not start on a thread of its own after the
+        # timeout), and hangs on.
+        assert threads and threads[0].startswith("creds-core-provider-")
+        # The timed-out call no longer counts against the pool: the next refresh does not wait
+        # for it (nor for its own load timeout of 10 s).
+        other = CredentialCache(lambda: creds("OTHER", lifetime=3600), load_timeout=10)
+        got, took = _timed(other.get)
+        assert got.access_key_id == "OTHER"
+        assert took < 2.0
+        assert other.stats()["timeouts"] == 0
+        assert not release.is_set()  # the hung call is still hung
+    finally:
+        creds_core.configure_runtime(worker_threads=before[0], max_blocking_threads=before[1])
+
+
 # --- every kind of raised error -----------------------------------------------------------------
 
 

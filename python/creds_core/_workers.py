@@ -48,7 +48,8 @@ def _spawn(pool: _WorkerPool) -> None:
 
 
 def _pool_worker(pool: _WorkerPool) -> None:
-    while (task := pool.next_task()) is not None:
+    task = None
+    while (task := pool.next_task(task)) is not None:
         _run(task)
 
 

@@ -17,7 +17,7 @@
 //! lookup that would wait, directly or through other flights, on its own refresh fails at once.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 
 use tokio::sync::oneshot;
@@ -181,7 +181,13 @@ pub async fn scope<F: std::future::Future>(ctx: Arc<FlightCtx>, fut: F) -> F::Ou
 pub struct Job<W> {
     work: Mutex<Option<W>>,
     ctx: Option<Arc<FlightCtx>>,
+    /// For executors that count pool slots: the job holds one (see [`Job::hold_slot`]).
+    slot: AtomicU8,
 }
+
+const NO_SLOT: u8 = 0;
+const HOLDS_SLOT: u8 = 1;
+const SLOT_GIVEN_BACK: u8 = 2;
 
 impl<W> std::fmt::Debug for Job<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -193,6 +199,32 @@ impl<W> Job<W> {
     /// The work, to the first thread that asks; `None` to every later one.
     pub fn take(&self) -> Option<W> {
         lock(&self.work).take()
+    }
+
+    /// A pool thread runs this job and holds a pool slot for it.
+    pub fn hold_slot(&self) {
+        self.slot.store(HOLDS_SLOT, Ordering::SeqCst);
+    }
+
+    /// Its flight became nested (a caller timed out on it, or a provider thread waits on it)
+    /// while a pool thread runs it: the pool may stop counting that thread, so that a hung
+    /// call does not keep a slot from other work. True the first time only, and only if the
+    /// job held a slot.
+    pub fn give_back_slot(&self) -> bool {
+        self.slot
+            .compare_exchange(
+                HOLDS_SLOT,
+                SLOT_GIVEN_BACK,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+    }
+
+    /// Whether [`Job::give_back_slot`] succeeded for this job.
+    #[must_use]
+    pub fn slot_given_back(&self) -> bool {
+        self.slot.load(Ordering::SeqCst) == SLOT_GIVEN_BACK
     }
 
     /// The flight this work belongs to: the thread that runs it makes it current (see
@@ -215,7 +247,9 @@ pub trait Executor: Send + Sync + 'static {
     type Work: Send + 'static;
     /// Run `job` on the bounded pool, after the work queued before it.
     fn pool(&self, job: Arc<Job<Self::Work>>);
-    /// Run `job` on a thread of its own, now; it must never wait for a pool thread.
+    /// Run `job` on a thread of its own, now; it must never wait for a pool thread. Also called
+    /// for a job a pool thread already runs (its flight became nested meanwhile): then there is
+    /// nothing to run, but a pool that counts slots may give that job's slot back.
     fn own_thread(&self, job: Arc<Job<Self::Work>>);
 }
 
@@ -232,6 +266,7 @@ pub fn dispatch<E: Executor>(executor: &Arc<E>, work: E::Work) -> Dispatched {
     let job = Arc::new(Job {
         work: Mutex::new(Some(work)),
         ctx: ctx.clone(),
+        slot: AtomicU8::new(NO_SLOT),
     });
     let id = job_id(&job);
     match &ctx {

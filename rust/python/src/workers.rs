@@ -84,6 +84,17 @@ impl Executor for Pool {
 
     fn own_thread(&self, job: Arc<Job<PyWork>>) {
         let mut q = self.lock();
+        if job.give_back_slot() {
+            // A pool worker runs it (maybe hung): that worker no longer counts, so queued work
+            // gets a worker of its own instead of waiting behind it.
+            q.live = q.live.saturating_sub(1);
+            let max = creds_core::runtime::config().max_blocking_threads.max(1);
+            if q.tasks.len() > q.idle && q.live < max {
+                q.live += 1;
+                self.request_spawn(&mut q, None);
+            }
+            return;
+        }
         self.request_spawn(&mut q, Some(job));
     }
 }
@@ -202,15 +213,29 @@ impl PyWorkerPool {
         next
     }
 
-    /// For a pool worker: the next task, or `None` when the thread has been idle long enough
-    /// and should end.
-    fn next_task(&self, py: Python<'_>) -> Option<PyTask> {
+    /// For a pool worker, after `done` (its previous task, if any): the next task, or `None`
+    /// when the thread should end (idle long enough, or no longer counted in a full pool).
+    #[pyo3(signature = (done=None))]
+    fn next_task(&self, py: Python<'_>, done: Option<&PyTask>) -> Option<PyTask> {
         let pool = Arc::clone(&self.pool);
+        let gave_back = done
+            .and_then(|t| t.job.as_ref())
+            .is_some_and(|j| j.slot_given_back());
         let (task, _entered) = shutdown::detach(py, move || {
             let mut q = pool.lock();
+            if gave_back {
+                // This thread stopped counting while it ran its last task: it may count again.
+                let max = creds_core::runtime::config().max_blocking_threads.max(1);
+                if q.live >= max || pool.retired.load(Ordering::SeqCst) {
+                    return None;
+                }
+                q.live += 1;
+            }
             loop {
                 while let Some(job) = q.tasks.pop_front() {
-                    if let Some(task) = PyTask::claim(&job) {
+                    if let Some(mut task) = PyTask::claim(&job) {
+                        job.hold_slot();
+                        task.job = Some(job);
                         return Some(task);
                     }
                 }
@@ -244,6 +269,8 @@ impl PyWorkerPool {
 /// One provider call, claimed by the thread that runs it.
 #[pyclass(name = "_Task", module = "creds_core._core", frozen)]
 pub struct PyTask {
+    /// Set for a task a pool worker runs.
+    job: Option<Arc<Job<PyWork>>>,
     call: Arc<Py<PyAny>>,
     ctx: Option<Arc<FlightCtx>>,
     tx: Mutex<Option<oneshot::Sender<Answer>>>,
@@ -258,6 +285,7 @@ impl PyTask {
             return None;
         }
         Some(Self {
+            job: None,
             call: work.call,
             ctx: job.ctx(),
             tx: Mutex::new(Some(work.tx)),
