@@ -118,6 +118,8 @@ struct Control {
     /// When the rate was last halved: throttles answering calls admitted before then say
     /// nothing new, so the rate is halved at most once a second.
     last_decrease: Option<SystemTime>,
+    /// The rate just before the last halving: the recovery curve climbs back to it.
+    rate_before_decrease: f64,
 }
 
 /// Counters of what the limiter did.
@@ -186,6 +188,17 @@ impl CallOutcome {
 
 const MIN_RATE: f64 = 0.5;
 const DECREASE: f64 = 0.5;
+/// Steepness of the recovery curve (CUBIC's `C`, as in the AWS SDKs' adaptive retry mode).
+const CUBIC_SCALE: f64 = 0.4;
+
+/// The allowed rate `since` the last halving (CUBIC, RFC 8312): back from `before * DECREASE`
+/// to `before` along a concave curve (fast at first, flat near the rate that was throttled),
+/// then beyond it along a convex one (probing for more, slowly at first).
+fn cubic_rate(before: f64, since: Duration) -> f64 {
+    let k = (before * (1.0 - DECREASE) / CUBIC_SCALE).cbrt();
+    let t = since.as_secs_f64();
+    (CUBIC_SCALE * (t - k).powi(3) + before).max(MIN_RATE)
+}
 
 impl Limiter {
     /// A limiter.
@@ -211,6 +224,7 @@ impl Limiter {
                 consecutive_failures: 0,
                 breaker: BreakerState::Closed,
                 last_decrease: None,
+                rate_before_decrease: 0.0,
             }),
             clock,
             stats: LimiterStats::default(),
@@ -353,6 +367,7 @@ impl Limiter {
                 .unwrap_or(c.last_window_rate.max(f64::from(c.window_calls)));
             let slower = (base * DECREASE).max(MIN_RATE);
             c.rate = Some(slower);
+            c.rate_before_decrease = base;
             // No burst right after a throttle: the next call waits one new interval.
             c.tat = c.tat.max(now + Duration::from_secs_f64(1.0 / slower));
         }
@@ -395,18 +410,17 @@ impl Limiter {
                 }
                 c.breaker = BreakerState::Closed;
                 if self.config.adaptive && outcome == CallOutcome::Success {
-                    if let Some(rate) = c.rate {
-                        // Additive recovery towards the configured rate (or lift the limit
-                        // entirely once well above the observed demand when there was none).
-                        let ceiling = self.config.rate.unwrap_or(f64::INFINITY);
-                        let step = self.config.rate.map_or(1.0, |r| r / 20.0).max(0.25);
-                        let next = (rate + step).min(ceiling);
-                        c.rate = if next.is_infinite() { None } else { Some(next) };
-                        if self.config.rate.is_none()
-                            && next > 4.0 * c.last_window_rate.max(1.0) + 100.0
-                        {
-                            c.rate = None;
-                        }
+                    if let (Some(rate), Some(at)) = (c.rate, c.last_decrease) {
+                        // Recovery follows the time since the last halving, not the number of
+                        // calls: up to the configured rate, or, with none, until the limit is
+                        // well above the observed demand and can be lifted.
+                        let since = now.duration_since(at).unwrap_or_default();
+                        let curve = cubic_rate(c.rate_before_decrease, since).max(rate);
+                        c.rate = match self.config.rate {
+                            Some(ceiling) => Some(curve.min(ceiling)),
+                            None if curve > 4.0 * c.last_window_rate.max(1.0) + 100.0 => None,
+                            None => Some(curve),
+                        };
                     }
                 }
             }
@@ -487,6 +501,45 @@ mod tests {
             l.record(p, CallOutcome::Success);
         }
         assert_eq!(l.current_rate(), Some(100.0));
+    }
+
+    #[test]
+    fn recovery_climbs_back_to_the_throttled_rate_fast_then_slowly_then_probes_beyond() {
+        let at = |secs: f64| cubic_rate(100.0, Duration::from_secs_f64(secs));
+        assert!((at(0.0) - 50.0).abs() < 1e-9); // right after the halving
+        assert!((at(5.0) - 100.0).abs() < 1e-9); // K = cbrt(100 * 0.5 / 0.4) = 5 s
+        assert!(at(1.0) - at(0.0) > 20.0); // concave: most of the way back quickly...
+        assert!(at(5.0) - at(4.0) < 1.0); // ...and flat near the rate that was throttled
+        assert!(at(6.0) > 100.0 && at(6.0) - at(5.0) < 1.0); // then probing beyond, slowly
+        assert!(at(10.0) - at(9.0) > at(6.0) - at(5.0)); // faster the longer all is well
+        assert!((cubic_rate(0.6, Duration::ZERO) - MIN_RATE).abs() < 1e-9);
+    }
+
+    #[tokio::test]
+    async fn after_a_throttle_the_rate_recovers_with_time_not_with_the_number_of_calls() {
+        let (clock, l) = limiter(LimiterConfig {
+            rate: Some(100.0),
+            burst: Some(1000.0),
+            ..LimiterConfig::default()
+        });
+        let p = l.acquire(false, never()).await.unwrap();
+        l.record(p, CallOutcome::Throttled);
+        assert_eq!(l.current_rate(), Some(50.0));
+        // Many successes within the same instant do not raise it.
+        for _ in 0..50 {
+            let p = l.acquire(false, never()).await.unwrap();
+            l.record(p, CallOutcome::Success);
+        }
+        assert_eq!(l.current_rate(), Some(50.0));
+        clock.advance(Duration::from_secs(1));
+        let p = l.acquire(false, never()).await.unwrap();
+        l.record(p, CallOutcome::Success);
+        let after_1s = l.current_rate().unwrap();
+        assert!((after_1s - cubic_rate(100.0, Duration::from_secs(1))).abs() < 1e-9);
+        clock.advance(Duration::from_secs(9));
+        let p = l.acquire(false, never()).await.unwrap();
+        l.record(p, CallOutcome::Success);
+        assert_eq!(l.current_rate(), Some(100.0)); // never above the configured rate
     }
 
     #[tokio::test]
