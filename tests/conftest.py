@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 _TESTS = Path(__file__).resolve().parent
 for _path in (_TESTS.parent / "python", _TESTS):
@@ -11,3 +14,17 @@ for _path in (_TESTS.parent / "python", _TESTS):
         sys.path.insert(0, str(_path))
 
 pytest_plugins = ["server_fixtures"]
+
+
+@pytest.fixture
+def runtime_sizes() -> Iterator[Callable[..., None]]:
+    """``runtime_sizes(worker_threads=..., max_blocking_threads=...)`` resizes the shared
+    runtime and its provider pool for one test; the sizes before are restored after it."""
+    import creds_core
+
+    before = creds_core.runtime_config()
+    try:
+        yield creds_core.configure_runtime
+    finally:
+        creds_core.configure_runtime(worker_threads=before[0], max_blocking_threads=before[1])
+    assert creds_core.runtime_config() == before

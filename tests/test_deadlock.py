@@ -25,7 +25,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import boto3
@@ -53,16 +53,10 @@ T = TypeVar("T")
 
 
 @pytest.fixture
-def minimal_pool() -> Iterator[None]:
-    """The shared runtime at its minimum: 1 async worker, 1 blocking thread; restored after."""
-    before = creds_core.runtime_config()
-    creds_core.configure_runtime(worker_threads=1, max_blocking_threads=1)
+def minimal_pool(runtime_sizes: Callable[..., None]) -> None:
+    """The shared runtime at its minimum: 1 async worker, 1 provider thread; restored after."""
+    runtime_sizes(worker_threads=1, max_blocking_threads=1)
     assert creds_core.runtime_config() == (1, 1)
-    try:
-        yield
-    finally:
-        creds_core.configure_runtime(worker_threads=before[0], max_blocking_threads=before[1])
-    assert creds_core.runtime_config() == before
 
 
 def all_at_once(calls: Sequence[Callable[[], T]], bound: float = BOUND) -> tuple[list[T], float]:

@@ -28,7 +28,6 @@ import pytest
 from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.config import Config
 
-import creds_core
 import creds_core.boto3 as cb
 from creds_core import (
     CredentialCache,
@@ -203,59 +202,51 @@ def test_hung_providers_do_not_delay_other_caches(release: threading.Event) -> N
 
 
 def test_a_hung_provider_on_a_full_pool_delays_others_only_until_their_load_timeout(
-    release: threading.Event,
+    release: threading.Event, runtime_sizes: Callable[..., None]
 ) -> None:
-    before = creds_core.runtime_config()
-    creds_core.configure_runtime(max_blocking_threads=1)
-    try:
-        hung = CredentialCache(Hung(release), load_timeout=30)
-        threading.Thread(target=hung.get, daemon=True).start()
-        assert hung.provider.entered.wait(5)
-        other = CredentialCache(lambda: creds("OTHER", lifetime=3600), load_timeout=1.0)
-        # Queued behind the hung call on the one pool thread: the first caller times out...
-        with pytest.raises(ProviderTimedOut):
-            other.get()
-        # ...and the timed-out work then runs on a thread of its own: its late result lands.
-        deadline = time.monotonic() + 2.0
-        while other.stats()["late_results"] == 0:
-            assert time.monotonic() < deadline, "the queued refresh never ran"
-            time.sleep(0.01)
-        got, took = _timed(other.get)
-        assert got.access_key_id == "OTHER" and took < 0.25
-        assert not release.is_set()  # the hung call is still hung
-    finally:
-        creds_core.configure_runtime(worker_threads=before[0], max_blocking_threads=before[1])
+    runtime_sizes(max_blocking_threads=1)
+    hung = CredentialCache(Hung(release), load_timeout=30)
+    threading.Thread(target=hung.get, daemon=True).start()
+    assert hung.provider.entered.wait(5)
+    other = CredentialCache(lambda: creds("OTHER", lifetime=3600), load_timeout=1.0)
+    # Queued behind the hung call on the one pool thread: the first caller times out...
+    with pytest.raises(ProviderTimedOut):
+        other.get()
+    # ...and the timed-out work then runs on a thread of its own: its late result lands.
+    deadline = time.monotonic() + 2.0
+    while other.stats()["late_results"] == 0:
+        assert time.monotonic() < deadline, "the queued refresh never ran"
+        time.sleep(0.01)
+    got, took = _timed(other.get)
+    assert got.access_key_id == "OTHER" and took < 0.25
+    assert not release.is_set()  # the hung call is still hung
 
 
 def test_a_hung_call_whose_caller_timed_out_gives_its_pool_slot_back(
-    release: threading.Event,
+    release: threading.Event, runtime_sizes: Callable[..., None]
 ) -> None:
-    before = creds_core.runtime_config()
-    creds_core.configure_runtime(max_blocking_threads=1)
-    try:
-        threads: list[str] = []
+    runtime_sizes(max_blocking_threads=1)
+    threads: list[str] = []
 
-        def hang() -> Credentials:
-            threads.append(threading.current_thread().name)
-            release.wait()
-            return creds("LATE", lifetime=3600)
+    def hang() -> Credentials:
+        threads.append(threading.current_thread().name)
+        release.wait()
+        return creds("LATE", lifetime=3600)
 
-        hung = CredentialCache(hang, load_timeout=0.5)
-        with pytest.raises(ProviderTimedOut):
-            hung.get()
-        # Its call took the one pool slot (it did not start on a thread of its own after the
-        # timeout), and hangs on.
-        assert threads and threads[0].startswith("creds-core-provider-")
-        # The timed-out call no longer counts against the pool: the next refresh does not wait
-        # for it (nor for its own load timeout of 10 s).
-        other = CredentialCache(lambda: creds("OTHER", lifetime=3600), load_timeout=10)
-        got, took = _timed(other.get)
-        assert got.access_key_id == "OTHER"
-        assert took < 2.0
-        assert other.stats()["timeouts"] == 0
-        assert not release.is_set()  # the hung call is still hung
-    finally:
-        creds_core.configure_runtime(worker_threads=before[0], max_blocking_threads=before[1])
+    hung = CredentialCache(hang, load_timeout=0.5)
+    with pytest.raises(ProviderTimedOut):
+        hung.get()
+    # Its call took the one pool slot (it did not start on a thread of its own after the
+    # timeout), and hangs on.
+    assert threads and threads[0].startswith("creds-core-provider-")
+    # The timed-out call no longer counts against the pool: the next refresh does not wait for
+    # it (nor for its own load timeout of 10 s).
+    other = CredentialCache(lambda: creds("OTHER", lifetime=3600), load_timeout=10)
+    got, took = _timed(other.get)
+    assert got.access_key_id == "OTHER"
+    assert took < 2.0
+    assert other.stats()["timeouts"] == 0
+    assert not release.is_set()  # the hung call is still hung
 
 
 # --- every kind of raised error -----------------------------------------------------------------

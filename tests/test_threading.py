@@ -8,23 +8,19 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-import creds_core
 from creds_core import CredentialCache, CredentialCycleError, Credentials, Provider
 from helpers import Scripted, creds
 
 
 @pytest.fixture
-def tiny_pool() -> Iterator[None]:
-    before = creds_core.runtime_config()
-    creds_core.configure_runtime(worker_threads=1, max_blocking_threads=4)
-    yield
-    creds_core.configure_runtime(worker_threads=before[0], max_blocking_threads=before[1])
+def tiny_pool(runtime_sizes: Callable[..., None]) -> None:
+    runtime_sizes(worker_threads=1, max_blocking_threads=4)
 
 
 class AssumeRoleLike(Provider):
@@ -197,28 +193,26 @@ def test_providers_run_on_python_threads_with_nested_refreshes_on_threads_of_the
     assert seen["source"].name.startswith("creds-core-nested-")
 
 
-def test_top_level_provider_calls_share_a_pool_of_max_blocking_threads() -> None:
-    before = creds_core.runtime_config()
-    creds_core.configure_runtime(max_blocking_threads=2)
-    try:
-        lock = threading.Lock()
-        running = 0
-        peak = 0
+def test_top_level_provider_calls_share_a_pool_of_max_blocking_threads(
+    runtime_sizes: Callable[..., None],
+) -> None:
+    runtime_sizes(max_blocking_threads=2)
+    lock = threading.Lock()
+    running = 0
+    peak = 0
 
-        def provider() -> Credentials:
-            nonlocal running, peak
-            with lock:
-                running += 1
-                peak = max(peak, running)
-            time.sleep(0.1)
-            with lock:
-                running -= 1
-            return creds("AK", lifetime=3600)
+    def provider() -> Credentials:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.1)
+        with lock:
+            running -= 1
+        return creds("AK", lifetime=3600)
 
-        caches = [CredentialCache(provider, load_timeout=30) for _ in range(6)]
-        with ThreadPoolExecutor(6) as pool:
-            keys = list(pool.map(lambda c: c.get().access_key_id, caches, timeout=30))
-        assert keys == ["AK"] * 6
-        assert peak == 2
-    finally:
-        creds_core.configure_runtime(worker_threads=before[0], max_blocking_threads=before[1])
+    caches = [CredentialCache(provider, load_timeout=30) for _ in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        keys = list(pool.map(lambda c: c.get().access_key_id, caches, timeout=30))
+    assert keys == ["AK"] * 6
+    assert peak == 2

@@ -486,23 +486,6 @@ mod tests {
         assert_eq!(third.await.unwrap(), 1);
     }
 
-    #[tokio::test]
-    async fn throttling_halves_the_rate_and_success_recovers_it() {
-        let (clock, l) = limiter(LimiterConfig {
-            rate: Some(100.0),
-            ..LimiterConfig::default()
-        });
-        let p = l.acquire(false, never()).await.unwrap();
-        l.record(p, CallOutcome::Throttled);
-        assert_eq!(l.current_rate(), Some(50.0));
-        for _ in 0..20 {
-            clock.advance(Duration::from_secs(10));
-            let p = l.acquire(false, never()).await.unwrap();
-            l.record(p, CallOutcome::Success);
-        }
-        assert_eq!(l.current_rate(), Some(100.0));
-    }
-
     #[test]
     fn recovery_climbs_back_to_the_throttled_rate_fast_then_slowly_then_probes_beyond() {
         let at = |secs: f64| cubic_rate(100.0, Duration::from_secs_f64(secs));

@@ -10,6 +10,7 @@ mod convert;
 mod credentials;
 mod errors;
 mod limiter;
+mod process_local;
 mod provider;
 mod runtime;
 mod shutdown;

@@ -13,12 +13,12 @@
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
-
-use arc_swap::ArcSwapOption;
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
+
+use crate::process_local::ProcessLocal;
 
 const RUNNING: u8 = 0;
 /// The exit hook runs: no new provider calls; counted stretches still enter.
@@ -101,25 +101,11 @@ impl Drop for Turn {
 }
 
 // Replaced in a forked child: a parent thread may have held it at fork time.
-static ENTRANCE: ArcSwapOption<Entrance> = ArcSwapOption::const_empty();
-
-fn entrance() -> Arc<Entrance> {
-    if let Some(entrance) = ENTRANCE.load_full() {
-        return entrance;
-    }
-    let fresh = Arc::new(Entrance::default());
-    let previous = ENTRANCE.compare_and_swap(&None::<Arc<Entrance>>, Some(Arc::clone(&fresh)));
-    match &*previous {
-        Some(winner) => Arc::clone(winner),
-        None => fresh,
-    }
-}
+static ENTRANCE: ProcessLocal<Entrance> = ProcessLocal::new();
 
 /// Called in a forked child.
 pub fn after_fork_in_child() {
-    if let Some(old) = ENTRANCE.swap(None) {
-        std::mem::forget(old);
-    }
+    ENTRANCE.forget();
 }
 
 /// Run `f` detached from the interpreter, then attach again, counted: hold the returned
@@ -130,7 +116,7 @@ where
     T: Send,
     F: Send + FnOnce() -> T,
 {
-    let entrance = entrance();
+    let entrance = ENTRANCE.get();
     let (value, entered, _turn) = py.detach(|| {
         let value = f();
         let Some(entered) = enter() else {

@@ -14,13 +14,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use creds_core::flight::{self, Executor, FlightCtx, Job};
 use creds_core::{Credentials, CredentialsError as CoreError};
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::process_local::ProcessLocal;
 use crate::{errors, provider, shutdown};
 
 /// How long an idle pool worker waits for work before its thread ends.
@@ -66,6 +66,20 @@ impl Pool {
         q.spawns.push_back(job);
         self.spawn_ready.notify_one();
     }
+
+    /// Ask for one more pool worker if queued tasks outnumber idle workers and the pool has
+    /// room.
+    fn grow_if_needed(&self, q: &mut Queues) {
+        if q.tasks.len() > q.idle && q.live < max_workers() {
+            q.live += 1;
+            self.request_spawn(q, None);
+        }
+    }
+}
+
+/// The pool's size: `max_blocking_threads` of the runtime configuration.
+fn max_workers() -> usize {
+    creds_core::runtime::config().max_blocking_threads.max(1)
 }
 
 impl Executor for Pool {
@@ -74,11 +88,7 @@ impl Executor for Pool {
     fn pool(&self, job: Arc<Job<PyWork>>) {
         let mut q = self.lock();
         q.tasks.push_back(job);
-        let max = creds_core::runtime::config().max_blocking_threads.max(1);
-        if q.tasks.len() > q.idle && q.live < max {
-            q.live += 1;
-            self.request_spawn(&mut q, None);
-        }
+        self.grow_if_needed(&mut q);
         self.task_ready.notify_one();
     }
 
@@ -88,32 +98,18 @@ impl Executor for Pool {
             // A pool worker runs it (maybe hung): that worker no longer counts, so queued work
             // gets a worker of its own instead of waiting behind it.
             q.live = q.live.saturating_sub(1);
-            let max = creds_core::runtime::config().max_blocking_threads.max(1);
-            if q.tasks.len() > q.idle && q.live < max {
-                q.live += 1;
-                self.request_spawn(&mut q, None);
-            }
+            self.grow_if_needed(&mut q);
             return;
         }
         self.request_spawn(&mut q, Some(job));
     }
 }
 
-// No mutex guards the pool's slot: a forked child replaces the pool without locking anything
-// the parent's threads may have held.
-static POOL: ArcSwapOption<Pool> = ArcSwapOption::const_empty();
+static POOL: ProcessLocal<Pool> = ProcessLocal::new();
 
 /// This process's pool.
 pub fn pool() -> Arc<Pool> {
-    if let Some(pool) = POOL.load_full() {
-        return pool;
-    }
-    let fresh = Arc::new(Pool::default());
-    let previous = POOL.compare_and_swap(&None::<Arc<Pool>>, Some(Arc::clone(&fresh)));
-    match &*previous {
-        Some(winner) => Arc::clone(winner),
-        None => fresh,
-    }
+    POOL.get()
 }
 
 /// Start the spawner thread of this process's pool, if it is not running yet. Called with the
@@ -145,7 +141,7 @@ pub fn ensure_started(py: Python<'_>) -> PyResult<()> {
 /// Pool sizes changed (`configure_runtime`): later work goes to a new pool; this one's threads
 /// end once the work already given to it is done.
 pub fn retire() {
-    if let Some(old) = POOL.swap(None) {
+    if let Some(old) = POOL.take() {
         old.retired.store(true, Ordering::SeqCst);
         let _q = old.lock();
         old.task_ready.notify_all();
@@ -155,10 +151,7 @@ pub fn retire() {
 
 /// Called in a forked child: the parent's worker threads do not exist there.
 pub fn after_fork_in_child() {
-    if let Some(old) = POOL.swap(None) {
-        // Its mutex may have been held by a parent thread at fork time: never touch it again.
-        std::mem::forget(old);
-    }
+    POOL.forget();
 }
 
 /// Hand a provider call to the pool (or a thread of its own) and await its answer; `None` if
@@ -225,8 +218,7 @@ impl PyWorkerPool {
             let mut q = pool.lock();
             if gave_back {
                 // This thread stopped counting while it ran its last task: it may count again.
-                let max = creds_core::runtime::config().max_blocking_threads.max(1);
-                if q.live >= max || pool.retired.load(Ordering::SeqCst) {
+                if q.live >= max_workers() || pool.retired.load(Ordering::SeqCst) {
                     return None;
                 }
                 q.live += 1;
