@@ -216,3 +216,27 @@ def test_top_level_provider_calls_share_a_pool_of_max_blocking_threads(
         keys = list(pool.map(lambda c: c.get().access_key_id, caches, timeout=30))
     assert keys == ["AK"] * 6
     assert peak == 2
+
+
+def test_resizing_the_runtime_retires_the_old_provider_threads(
+    runtime_sizes: Callable[..., None],
+) -> None:
+    def pool_threads() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("creds-core-")}
+
+    runtime_sizes(max_blocking_threads=3)
+    earlier = pool_threads()  # other tests' threads, if any are still ending
+    cache = CredentialCache(lambda: creds("AK", lifetime=3600))
+    assert cache.get().access_key_id == "AK"
+    old = pool_threads() - earlier
+    assert any(t.name == "creds-core-spawner" for t in old)
+    assert any(t.name.startswith("creds-core-provider-") for t in old)
+    runtime_sizes(max_blocking_threads=2)
+    # The old pool's idle workers and its spawner end at once, not after their 10 s idle time.
+    deadline = time.monotonic() + 5
+    while any(t.is_alive() for t in old) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(t.is_alive() for t in old)
+    # The new pool serves the next refresh.
+    assert CredentialCache(lambda: creds("AK2", lifetime=3600)).get().access_key_id == "AK2"
+    assert pool_threads() - old
