@@ -221,10 +221,12 @@ impl<W> Job<W> {
             .is_ok()
     }
 
-    /// Whether [`Job::give_back_slot`] succeeded for this job.
-    #[must_use]
-    pub fn slot_given_back(&self) -> bool {
-        self.slot.load(Ordering::SeqCst) == SLOT_GIVEN_BACK
+    /// The pool thread is done with this job: it stops holding its slot. False when the slot
+    /// was given back meanwhile (the thread no longer counts in the pool).
+    pub fn release_slot(&self) -> bool {
+        self.slot
+            .compare_exchange(HOLDS_SLOT, NO_SLOT, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
     }
 
     /// The flight this work belongs to: the thread that runs it makes it current (see

@@ -211,12 +211,11 @@ impl PyWorkerPool {
     #[pyo3(signature = (done=None))]
     fn next_task(&self, py: Python<'_>, done: Option<&PyTask>) -> Option<PyTask> {
         let pool = Arc::clone(&self.pool);
-        let gave_back = done
-            .and_then(|t| t.job.as_ref())
-            .is_some_and(|j| j.slot_given_back());
+        let done = done.and_then(|t| t.job.clone());
         let (task, _entered) = shutdown::detach(py, move || {
             let mut q = pool.lock();
-            if gave_back {
+            // Under the pool's lock, like `own_thread`'s `give_back_slot`: one of the two wins.
+            if done.is_some_and(|job| !job.release_slot()) {
                 // This thread stopped counting while it ran its last task: it may count again.
                 if q.live >= max_workers() || pool.retired.load(Ordering::SeqCst) {
                     return None;
@@ -232,7 +231,7 @@ impl PyWorkerPool {
                     }
                 }
                 if pool.retired.load(Ordering::SeqCst) {
-                    q.live -= 1;
+                    q.live = q.live.saturating_sub(1);
                     return None;
                 }
                 q.idle += 1;
@@ -243,7 +242,7 @@ impl PyWorkerPool {
                 q = guard;
                 q.idle -= 1;
                 if timeout.timed_out() && q.tasks.is_empty() {
-                    q.live -= 1;
+                    q.live = q.live.saturating_sub(1);
                     return None;
                 }
             }
