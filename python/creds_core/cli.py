@@ -40,7 +40,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from creds_core._cli.common import (
     EXIT_CREDENTIALS,
@@ -69,45 +70,34 @@ __all__ = [
 
 PROG = "creds-core"
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
+T = TypeVar("T")
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be zero or a positive number")
-    return value
+def _checked(
+    convert: Callable[[str], T], accept: Callable[[T], bool], kind: str, must: str
+) -> Callable[[str], T]:
+    """An argparse ``type``: ``convert`` the text, which must then satisfy ``accept``."""
+
+    def parse(text: str) -> T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"{text!r} {must}")
+        return value
+
+    return parse
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive whole number")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
-    return value
+_positive_float = _checked(
+    float, lambda v: 0 < v < float("inf"), "a number", "must be a positive number"
+)
+_non_negative_float = _checked(
+    float, lambda v: 0 <= v < float("inf"), "a number", "must be zero or a positive number"
+)
+_positive_int = _checked(int, lambda v: v > 0, "a whole number", "must be a positive whole number")
+_port = _checked(int, lambda v: 0 <= v <= 65535, "a port number", "is not a port number (0-65535)")
 
 
 def _common(
