@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
-from redis_fixtures import RedisServer, redis_server  # noqa: F401  (fixture)
+from redis_fixtures import RedisServer
 
 import creds_core.boto3 as cb
 from creds_core import CredentialCache, Credentials, NonRecoverableError, Provider
@@ -151,7 +151,7 @@ def test_key_rotation_reads_with_any_key_and_writes_with_the_first(
 
 @pytest.mark.parametrize(
     "value",
-    [b"", b"garbage", b"\x01" + b"\x00" * 40, b"\x02" + os.urandom(60), "text".encode()],
+    [b"", b"garbage", b"\x01" + b"\x00" * 40, b"\x02" + os.urandom(60), b"text"],
     ids=["empty", "garbage", "zeros", "other-version", "text"],
 )
 def test_corrupt_entry_is_a_miss_and_is_replaced(redis_server: RedisServer, value: bytes) -> None:
@@ -300,8 +300,12 @@ def test_every_kind_of_provider_can_be_wrapped(redis_server: RedisServer, kind: 
     expiry = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
     source: Any = {
         "callable": lambda: c,
-        "mapping": lambda: {"AccessKeyId": "AKIAMAP", "SecretAccessKey": SECRET,
-                            "SessionToken": TOKEN, "Expiration": expiry},
+        "mapping": lambda: {
+            "AccessKeyId": "AKIAMAP",
+            "SecretAccessKey": SECRET,
+            "SessionToken": TOKEN,
+            "Expiration": expiry,
+        },
         "cache": CredentialCache(lambda: c),
         "credentials": c,
         "none": lambda: None,
@@ -406,8 +410,9 @@ class socket_port:
 
 @pytest.fixture
 def sts_env(
-    isolated_aws: Any, sts_server: StsServer, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest, sts_server: StsServer, monkeypatch: pytest.MonkeyPatch
 ) -> StsServer:
+    request.getfixturevalue("isolated_aws")
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", sts_server.url)
     monkeypatch.setattr(cb, "_LIMITERS", {})
     return sts_server
@@ -433,7 +438,8 @@ def test_assume_role_with_shared_tier_calls_sts_once_for_two_sources(
     assert k1 == k2 and sts_env.counts["AssumeRole"] == 1
     assert b.stats()["hits"] == 1
     # Another session name is other credentials: another entry.
-    cb.assume_role(_source(), arn, role_session_name="tt", shared=b).get_credentials().access_key
+    other = cb.assume_role(_source(), arn, role_session_name="tt", shared=b)
+    assert other.get_credentials().get_frozen_credentials().access_key not in (k1, k2)
     assert sts_env.counts["AssumeRole"] == 2
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_fixtures import RedisServer, redis_server  # noqa: F401  (fixture)
+from redis_fixtures import RedisServer
 
 from server_fixtures import StsServer, servers
 

@@ -654,12 +654,13 @@ def assume_role(
                 )
                 options: dict[str, Any] = {"name": f"assume-role:{role_arn}"}
                 options.update(cache_options or {})
+                cached: Any = provider
                 if shared is not None:
-                    provider = shared.wrap(
+                    cached = shared.wrap(
                         provider,
                         _shared_name(role_arn, key[2:-1]),
                         load_timeout=float(options.get("load_timeout", 5.0)),
                     )
-                cache = CredentialCache(provider, limiter=limiter or None, **options)
+                cache = CredentialCache(cached, limiter=limiter or None, **options)
                 _ROLE_CACHES[key] = cache
     return _role_session(source, cache)

@@ -202,7 +202,9 @@ class RedisTier:
         cluster: bool = False,
         **redis_options: Any,
     ) -> None:
-        keys = [key] if isinstance(key, (str, bytes, bytearray, memoryview)) else list(key)
+        keys: list[Any] = (
+            [key] if isinstance(key, (str, bytes, bytearray, memoryview)) else list(key)
+        )
         if not keys:
             raise ValueError("key: give at least one key")
         self._ciphers = [AESGCM(_parse_key(k)) for k in keys]

@@ -14,8 +14,8 @@ one, 403 with a wrong one, and no credentials in either answer.  No CORS header 
 so a web page cannot read an answer.  A request whose ``Host`` header is not a loopback name
 (``localhost``) or address (127.0.0.0/8, ``[::1]``), with or without a port, is refused with
 403 before anything else is looked at: a DNS-rebinding page (a name of the attacker's that
-resolves to 127.0.0.1) sends its own name as ``Host``.  Requests are logged (at DEBUG) by method and status
-only.
+resolves to 127.0.0.1) sends its own name as ``Host``.  Requests are logged (at DEBUG) by
+method and status only.
 
 The two variables a process exports to use it are printed on stdout as shell lines, together
 with ``unset`` lines for the variables botocore would prefer to them
