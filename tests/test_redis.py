@@ -457,3 +457,50 @@ def test_fan_out_with_shared_tier_calls_sts_once_per_role(
     assert first.ok and second.ok and first.results == second.results
     assert sts_env.counts["AssumeRole"] == 20
     assert b.stats()["hits"] == 20 and b.stats()["source_calls"] == 0
+
+
+# --- Sentinel, Cluster and clients given by the user ------------------------------------------
+
+
+def test_a_redis_py_client_can_be_given_instead_of_a_url(redis_server: RedisServer) -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port, socket_timeout=1)
+    a, b = RedisTier(client, key=KEY), RedisTier(client, key=KEY)
+    first = CredentialCache(a.wrap(Scripted(hour_creds), "given")).get()
+    src = Scripted(hour_creds)
+    assert CredentialCache(b.wrap(src, "given")).get() == first and src.calls == 0
+    with pytest.raises(ValueError, match="decode_responses"):
+        RedisTier(redis.Redis(port=redis_server.port, decode_responses=True), key=KEY)
+    with pytest.raises(TypeError):
+        RedisTier(client, key=KEY, socket_timeout=1.0, cluster=True)
+
+
+def test_sentinel_master_for_client(redis_sentinel: tuple[int, str]) -> None:
+    from redis.sentinel import Sentinel
+
+    port, name = redis_sentinel
+    sentinel = Sentinel([("127.0.0.1", port)], socket_timeout=1)
+    tiers = [RedisTier(sentinel.master_for(name, socket_timeout=1), key=KEY) for _ in range(2)]
+    first = CredentialCache(tiers[0].wrap(Scripted(hour_creds), "s")).get()
+    src = Scripted(hour_creds)
+    assert CredentialCache(tiers[1].wrap(src, "s")).get() == first and src.calls == 0
+
+
+def test_cluster_url_spreads_entries_over_the_slots(redis_cluster: list[int]) -> None:
+    import redis
+
+    url = f"redis://127.0.0.1:{redis_cluster[0]}/0"
+    a, b = RedisTier(url, key=KEY, cluster=True), RedisTier(url, key=KEY, cluster=True)
+    names = [f"role-{i}" for i in range(30)]
+    firsts = [CredentialCache(a.wrap(Scripted(hour_creds), n)).get() for n in names]
+    sources = [Scripted(hour_creds) for _ in names]
+    seconds = [CredentialCache(b.wrap(s, n)).get() for s, n in zip(sources, names)]
+    assert firsts == seconds and all(s.calls == 0 for s in sources)
+    assert b.stats()["hits"] == 30 and b.stats()["redis_errors"] == 0
+    held = [redis.Redis(port=p).dbsize() for p in redis_cluster]
+    assert sum(held) == 30 and all(n > 0 for n in held)  # every master holds some entries
+    for port in redis_cluster:
+        node = redis.Redis(port=port)
+        for name in node.scan_iter():
+            assert SECRET.encode() not in (node.get(name) or b"")
