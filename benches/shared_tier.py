@@ -324,7 +324,7 @@ def plot(fleet: list[dict[str, Any]], path: Path) -> None:
                 [i + offset for i in range(len(counts))], values, width, color=colour, label=label
             )
             ax.bar_label(bars, fmt="%.0f" if field != "wall_seconds" else "%.1f", fontsize=8)
-        ax.set_xticks(range(len(counts)), [f"{n} processes" for n in counts])
+        ax.set_xticks(range(len(counts)), [f"{n} process{'es' if n > 1 else ''}" for n in counts])
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
