@@ -50,7 +50,9 @@ wheel-check: develop
 
 # The shared-tier tests start their own redis-server (Debian's package; no service needed).
 redis-server:
-	@command -v redis-server >/dev/null || (apt-get update && apt-get install -y --no-install-recommends redis-server)
+	@command -v redis-server >/dev/null || (apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server) || \
+	  (echo "redis-server is needed by the tests: install Debian's redis-server package" && exit 1)
 
 py-test: develop redis-server
 	$(BIN)/python -m pytest -q
