@@ -178,11 +178,19 @@ def test_kill_9_of_the_lease_holder_another_process_takes_over(
     redis_server: RedisServer, fleet: Fleet
 ) -> None:
     base = {"redis_url": redis_server.url, "key": KEY, "namespace": "kill", "name": "role"}
-    holder = fleet.start([{**base, "mode": "block", "lease_ttl": 2.0}])[0]
+    # The waiters are started (imports done) before the holder, so that they reach Redis
+    # well within the holder's lease.
+    waiters = [fleet.spawn({**base, "mode": "provide", "lease_ttl": 5.0}) for _ in range(4)]
+    for proc in waiters:
+        fleet.expect(proc, "ready")
+    holder = fleet.start([{**base, "mode": "block", "lease_ttl": 5.0}])[0]
     fleet.expect(holder, "entered")  # it holds the lease, its source is blocked
     lease = redis_server.client().get(f"kill:{{{_digest('role')}}}:lease")
     assert lease is not None
-    waiters = fleet.start([{**base, "mode": "provide", "lease_ttl": 2.0} for _ in range(4)])
+    for proc in waiters:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     time.sleep(0.5)
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=30)
