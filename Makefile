@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install develop demo test lint rust-test py-test stubtest wheel-check bench clean
+.PHONY: install develop demo test lint rust-test py-test stubtest wheel-check bench clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,13 +48,19 @@ wheel-check: develop
 	  c = creds_core.CredentialCache(lambda: creds_core.Credentials('AK', 's')); \
 	  assert c.get().access_key_id == 'AK'; print('wheel ok:', m.__file__)"
 
-py-test: develop
+# The shared-tier tests start their own redis-server (Debian's package; no service needed).
+redis-server:
+	@command -v redis-server >/dev/null || (apt-get update && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server) || \
+	  (echo "redis-server is needed by the tests: install Debian's redis-server package" && exit 1)
+
+py-test: develop redis-server
 	$(BIN)/python -m pytest -q
 
 test: lint rust-test stubtest wheel-check py-test
 
 # Benchmarks (about 6 minutes): writes docs/benchmarks.md and docs/benchmarks.png.
-bench: develop
+bench: develop redis-server
 	$(BIN)/python benches/report.py
 
 clean:

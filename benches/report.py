@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import shared_tier
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / ".benchmarks" / "latest.json"
 COMMAND = "make bench"
@@ -462,6 +464,7 @@ def markdown(data: dict[str, Any]) -> str:
     lines = header(data)
     for section in (hot_path, single_flight, fanout, storm, slow_source):
         lines += section(benches)
+    lines += shared_tier.report_sections(benches)  # the shared tier and serve (own file)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -676,6 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.md").write_text(markdown(data))
     plot(data, args.out / "benchmarks.png")
+    shared_tier.report_plot(data["benchmarks"], args.out / "shared_tier.png")
     print(f"wrote {args.out / 'benchmarks.md'} and {args.out / 'benchmarks.png'}")
     return 0
 

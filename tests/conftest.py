@@ -13,7 +13,7 @@ for _path in (_TESTS.parent / "python", _TESTS):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-pytest_plugins = ["server_fixtures"]
+pytest_plugins = ["server_fixtures", "redis_fixtures"]
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 import botocore.session
@@ -63,6 +63,9 @@ from botocore.credentials import Credentials as BotocoreCredentials
 
 from creds_core._core import CredentialCache, CredentialsError, Limiter
 from creds_core._sessions import template_for
+
+if TYPE_CHECKING:
+    from creds_core.redis import RedisTier
 
 __all__ = [
     "DEFAULT_STS_LIMITER",
@@ -439,6 +442,12 @@ def _freeze(value: Any) -> Any:
     raise TypeError(f"unsupported AssumeRole argument value of type {type(value).__name__}")
 
 
+def _shared_name(role_arn: str, keyed: tuple[Any, ...]) -> str:
+    """The fleet-wide name of a role's entry in a shared tier: the role ARN and the
+    AssumeRole arguments that change which credentials STS hands out."""
+    return "assume-role\x00" + role_arn + "\x00" + repr(keyed)
+
+
 def _source_cache(botocore_session: Any) -> CredentialCache:
     """The source session's cache, installing one (under the lock, no fetch) if it has none."""
     with _ROLE_LOCK:
@@ -549,6 +558,7 @@ def assume_role(
     duration_seconds: int | None = None,
     limiter: Limiter | Literal[False] | None = None,
     cache_options: Mapping[str, Any] | None = None,
+    shared: RedisTier | None = None,
     **assume_role_kwargs: Any,
 ) -> boto3.Session:
     """A new boto3 session with the credentials of ``role_arn``, assumed from ``session``.
@@ -591,6 +601,10 @@ def assume_role(
     STS is called), and ``region`` / ``endpoint_url`` / ``client_config`` for the STS client
     (default: the source session's configuration).  One STS client per source and region is
     built and reused across refreshes.
+
+    ``shared``: a :class:`creds_core.redis.RedisTier`; the role's refreshes then go through
+    it, so that every process sharing the tier makes one AssumeRole call per refresh (the
+    entry is named after the role ARN and the AssumeRole arguments that change the answer).
     """
     from creds_core.providers.assume_role import AssumeRoleProvider
 
@@ -607,6 +621,7 @@ def assume_role(
         external_id,
         duration_seconds,
         tuple((name, _freeze(assume_role_kwargs.get(name))) for name in _KEYED_ARGUMENTS),
+        shared,
     )
     provider_kwargs = dict(assume_role_kwargs)
     if provider_kwargs.get("region") is None:
@@ -639,6 +654,13 @@ def assume_role(
                 )
                 options: dict[str, Any] = {"name": f"assume-role:{role_arn}"}
                 options.update(cache_options or {})
-                cache = CredentialCache(provider, limiter=limiter or None, **options)
+                cached: Any = provider
+                if shared is not None:
+                    cached = shared.wrap(
+                        provider,
+                        _shared_name(role_arn, key[2:-1]),
+                        load_timeout=float(options.get("load_timeout", 5.0)),
+                    )
+                cache = CredentialCache(cached, limiter=limiter or None, **options)
                 _ROLE_CACHES[key] = cache
     return _role_session(source, cache)

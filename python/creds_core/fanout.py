@@ -42,12 +42,15 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar, Union, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Union, cast
 
 import boto3
 import botocore.session
 
 from creds_core._core import CredentialsError, Limiter
+
+if TYPE_CHECKING:
+    from creds_core.redis import RedisTier
 
 __all__ = ["DEFAULT_LOAD_TIMEOUT", "FanOutResult", "fan_out", "role_arn_for"]
 
@@ -197,6 +200,7 @@ def fan_out(
     description: str = "accounts",
     limiter: Limiter | Literal[False] | None = None,
     cache_options: Mapping[str, Any] | None = None,
+    shared: RedisTier | None = None,
     **assume_role_kwargs: Any,
 ) -> FanOutResult[T, R]:
     """Call ``fn(session, target)`` for every target, each with a session of its own role,
@@ -211,7 +215,9 @@ def fan_out(
     False: none).  ``cache_options`` for the role caches default to
     ``{"load_timeout": DEFAULT_LOAD_TIMEOUT}``.  Other keyword arguments go to
     :func:`creds_core.boto3.assume_role` (``role_session_name``, ``external_id``,
-    ``duration_seconds``, ``policy``, ``region``, ``endpoint_url``...).
+    ``duration_seconds``, ``policy``, ``region``, ``endpoint_url``...).  ``shared``: a
+    :class:`creds_core.redis.RedisTier` shared by every process of a fleet (one AssumeRole
+    per role and refresh across all of them).
 
     ``fn`` runs on the pool's threads, so it must be thread-safe; it may create clients from
     its session freely (they are cheap).  ``KeyboardInterrupt`` is re-raised at once; the
@@ -234,7 +240,12 @@ def fan_out(
     def run_one(target: T) -> R:
         arn = role_arn_for(target, role_name=role_name, role_arn=role_arn, partition=partition)
         role = assume_role(
-            source, arn, limiter=limiter, cache_options=options, **assume_role_kwargs
+            source,
+            arn,
+            limiter=limiter,
+            cache_options=options,
+            shared=shared,
+            **assume_role_kwargs,
         )
         cache = get_cache(role)
         if cache is not None:

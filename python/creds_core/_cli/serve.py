@@ -11,8 +11,11 @@ Safety: it listens on a loopback address only (127.0.0.0/8 or ::1; anything else
 with exit code 4) and every request must carry a random token (``secrets.token_urlsafe``,
 new at each start, compared in constant time) in its ``Authorization`` header: 401 without
 one, 403 with a wrong one, and no credentials in either answer.  No CORS header is ever sent,
-so a web page cannot read an answer.  Requests are logged (at DEBUG) by method and status
-only.
+so a web page cannot read an answer.  A request whose ``Host`` header is not a loopback name
+(``localhost``) or address (127.0.0.0/8, ``[::1]``), with or without a port, is refused with
+403 before anything else is looked at: a DNS-rebinding page (a name of the attacker's that
+resolves to 127.0.0.1) sends its own name as ``Host``.  Requests are logged (at DEBUG) by
+method and status only.
 
 The two variables a process exports to use it are printed on stdout as shell lines, together
 with ``unset`` lines for the variables botocore would prefer to them
@@ -59,6 +62,7 @@ __all__ = [
     "PATH",
     "CredentialEndpoint",
     "check_host",
+    "is_loopback_host",
     "run",
 ]
 
@@ -92,6 +96,35 @@ def check_host(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return address
 
 
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
+
+
+def is_loopback_host(value: str | None) -> bool:
+    """Whether a ``Host`` header names this host by a loopback name or address (with or
+    without a port).  Anything else, or no header, is what a DNS-rebinding page sends."""
+    if not value:
+        return False
+    host = value.strip().lower()
+    if host.startswith("["):  # [::1] or [::1]:port
+        end = host.find("]")
+        name, rest = host[1:end], host[end + 1 :]
+        if end < 0 or (rest and not (rest[:1] == ":" and rest[1:].isdigit())):
+            return False
+    elif host.count(":") == 1:  # name:port or a.b.c.d:port
+        name, _, port = host.partition(":")
+        if not port.isdigit():
+            return False
+    else:  # a name, an IPv4 address, or a bare IPv6 address
+        name = host
+    name = name.rstrip(".")
+    if name in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 class CredentialEndpoint:
     """The protocol: answers one request from the cache, checking the token."""
 
@@ -107,16 +140,24 @@ class CredentialEndpoint:
             self.answered[status] = self.answered.get(status, 0) + 1
 
     def answer(
-        self, method: str, target: str, authorization: str | None
+        self, method: str, target: str, authorization: str | None, host: str | None = None
     ) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, JSON body) for a request; credentials only for the right token."""
-        status, body = self._answer(method, target, authorization)
+        """(HTTP status, JSON body) for a request; credentials only for the right token,
+        and only when the request's ``Host`` header is a loopback name or address."""
+        status, body = self._answer(method, target, authorization, host)
         self._count(status)
         return status, body
 
     def _answer(
-        self, method: str, target: str, authorization: str | None
+        self, method: str, target: str, authorization: str | None, host: str | None
     ) -> tuple[int, dict[str, Any]]:
+        if not is_loopback_host(host):
+            return 403, {
+                "code": "InvalidHost",
+                "message": "the Host header must be a loopback name or address "
+                "(localhost, 127.0.0.1, [::1]); requests through other names are refused "
+                "(DNS rebinding)",
+            }
         if authorization is None:
             return 401, {
                 "code": "Unauthorized",
@@ -170,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         status, body = self._endpoint().answer(
-            self.command, self.path, self.headers.get("Authorization")
+            self.command, self.path, self.headers.get("Authorization"), self.headers.get("Host")
         )
         payload = json.dumps(body).encode("utf-8")
         self.send_response(status)
@@ -198,7 +239,9 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True  # stopping waits for the answers in flight (bounded by timeouts)
-    request_queue_size = 128
+    # Connections waiting to be accepted: a thousand clients arriving at once are queued by
+    # the kernel (capped by net.core.somaxconn) instead of being made to retry.
+    request_queue_size = 1024
 
     def __init__(
         self,

@@ -1,0 +1,165 @@
+"""``creds-core serve`` hardening: the Host header (DNS rebinding) and 1,000 clients at once.
+
+The server runs in a subprocess, as users run it, with credentials from the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
+
+from creds_core._cli.serve import is_loopback_host
+
+pytestmark = pytest.mark.usefixtures("isolated_aws")
+
+SRC = Path(__file__).resolve().parents[1] / "python"
+KEY = "AKIASERVETESTKEY0001"
+SECRET = "serve-SENTINEL-secret"
+TOKEN = "serve-SENTINEL-token"
+CLIENTS = 1000
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "localhost",
+        "LOCALHOST:8080",
+        "localhost.",
+        "127.0.0.1",
+        "127.0.0.1:49152",
+        "127.1.2.3:80",
+        "[::1]",
+        "[::1]:8080",
+        "::1",
+    ],
+)
+def test_loopback_hosts_are_accepted(host: str) -> None:
+    assert is_loopback_host(host)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        None,
+        "",
+        "evil.example.com",
+        "evil.example.com:8080",
+        "127.0.0.1.nip.io",
+        "localhost.evil.example.com",
+        "10.0.0.1",
+        "0.0.0.0:80",
+        "[::]:80",
+        "[::1",
+        "[::1]x",
+        "127.0.0.1:http",
+        "169.254.169.254",
+        "1.2.3.4:80",
+    ],
+)
+def test_other_hosts_are_refused(host: str | None) -> None:
+    assert not is_loopback_host(host)
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int, str]]:
+    """``creds-core serve`` in a subprocess: (host, port, token)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4 * CLIENTS
+    if soft < wanted:  # both processes hold a socket per client (the child inherits this)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    env = dict(os.environ)
+    env.update(
+        AWS_ACCESS_KEY_ID=KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET,
+        AWS_SESSION_TOKEN=TOKEN,
+        PYTHONPATH=str(SRC) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "creds_core", "serve", "--max-seconds", "300"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        variables: dict[str, str] = {}
+        while len(variables) < 2:
+            line = proc.stdout.readline()
+            assert line, f"serve exited early: {proc.communicate(timeout=10)}"
+            if line.startswith("export "):
+                name, _, value = line[len("export ") :].strip().partition("=")
+                variables[name] = shlex.split(value)[0]
+        url = urlsplit(variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"])
+        assert url.hostname is not None and url.port is not None
+        yield url.hostname, url.port, variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def _request(host: str, port: int, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        lines = ["GET /credentials HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
+        writer.write(("\r\n".join([*lines, "Connection: close", "", ""])).encode())
+        await writer.drain()
+        raw = await reader.read()  # HTTP/1.0 answers: the server closes
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body)
+
+
+def _get(host: str, port: int, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    return asyncio.run(asyncio.wait_for(_request(host, port, headers), 60))
+
+
+def test_a_request_through_another_host_name_is_refused(served: tuple[str, int, str]) -> None:
+    host, port, token = served
+    ok = {"Host": f"{host}:{port}", "Authorization": token}
+    status, body = _get(host, port, ok)
+    assert status == 200 and body["AccessKeyId"] == KEY
+    assert _get(host, port, {**ok, "Host": f"localhost:{port}"})[0] == 200
+    for bad in (f"rebind.example.com:{port}", "attacker.test", f"10.0.0.1:{port}"):
+        status, body = _get(host, port, {**ok, "Host": bad})
+        assert status == 403 and body["code"] == "InvalidHost"
+        assert "SENTINEL" not in json.dumps(body) and KEY not in json.dumps(body)
+    # No Host header at all (what no SDK and no browser sends): refused too.
+    status, body = _get(host, port, {"Authorization": token})
+    assert status == 403 and body["code"] == "InvalidHost"
+
+
+@pytest.mark.timeout(300)
+def test_a_thousand_concurrent_clients_are_all_served_from_the_cache(
+    served: tuple[str, int, str],
+) -> None:
+    host, port, token = served
+    headers = {"Host": f"{host}:{port}", "Authorization": token}
+
+    async def everyone() -> list[tuple[int, dict[str, str]] | BaseException]:
+        return await asyncio.gather(
+            *(asyncio.wait_for(_request(host, port, headers), 120) for _ in range(CLIENTS)),
+            return_exceptions=True,
+        )
+
+    answers = asyncio.run(everyone())
+    failures = [a for a in answers if isinstance(a, BaseException) or a[0] != 200]
+    assert failures == [], failures[:3]
+    assert all(
+        not isinstance(a, BaseException)
+        and (a[1]["AccessKeyId"], a[1]["SecretAccessKey"], a[1]["Token"]) == (KEY, SECRET, TOKEN)
+        for a in answers
+    )
