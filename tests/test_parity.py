@@ -478,6 +478,27 @@ def imds_down(c: Ctx) -> Expect:
 
 
 @scenario
+def imds_error_on_first_load(c: Ctx) -> Expect:
+    server = c.imds(mode="error")  # HTTP 500 and nothing served before: no credentials
+    c.env(AWS_EC2_METADATA_SERVICE_ENDPOINT=server.url)
+    return Expect(none=True)
+
+
+@scenario
+def imds_throttled_on_first_load(c: Ctx) -> Expect:
+    server = c.imds(mode="throttle")
+    c.env(AWS_EC2_METADATA_SERVICE_ENDPOINT=server.url)
+    return Expect(none=True)
+
+
+@scenario
+def imds_bad_json_on_first_load(c: Ctx) -> Expect:
+    server = c.imds(mode="bad_json")
+    c.env(AWS_EC2_METADATA_SERVICE_ENDPOINT=server.url)
+    return Expect(none=True)
+
+
+@scenario
 def imds_disabled(c: Ctx) -> Expect:
     server = c.imds()
     c.env(AWS_EC2_METADATA_SERVICE_ENDPOINT=server.url, AWS_EC2_METADATA_DISABLED="true")

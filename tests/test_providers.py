@@ -527,6 +527,28 @@ def test_imds_reuses_its_session_token(imds_env: ImdsServer) -> None:
     assert imds_env.counts["credentials"] == 3
 
 
+@pytest.mark.parametrize("mode", ["error", "throttle", "bad_json"])
+def test_imds_failing_before_any_success_is_nothing_here_then_recoverable_after_one(
+    imds_env: ImdsServer, mode: str
+) -> None:
+    # botocore: IMDS failing on a first load means no credentials (the chain ends with none).
+    imds_env.mode = mode
+    with pytest.raises(CredentialsNotLoaded):
+        InstanceMetadataProvider().provide()
+    # Once it has served, a failure is recoverable: the cache keeps serving (static stability).
+    provider = InstanceMetadataProvider()
+    imds_env.mode = "ok"
+    cache = CredentialCache(provider, mandatory_window=0.0, advisory_window=1e-3)
+    first = cache.get()
+    imds_env.mode = mode
+    with pytest.raises(ProviderError) as info:
+        provider.provide()
+    assert type(info.value) is ProviderError
+    assert cache.invalidate(first.access_key_id)
+    assert cache.get() == first  # served from cache after the failed refresh
+    assert cache.stats()["static_stability"] >= 1
+
+
 def test_imds_token_renewed_near_its_ttl(imds_env: ImdsServer) -> None:
     now = [1000.0]
     provider = InstanceMetadataProvider(
@@ -560,7 +582,7 @@ def test_imds_settings_from_environment_and_config(
     files.config(f"[default]\nec2_metadata_service_endpoint = {imds_server.url}\n")
     monkeypatch.setenv("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "3")
     imds_server.mode = "error"
-    with pytest.raises(ProviderError):
+    with pytest.raises(CredentialsNotLoaded):  # never served before: "nothing here"
         InstanceMetadataProvider().provide()
     assert imds_server.counts["token"] == 3  # three attempts, as configured
     imds_server.mode = "ok"
@@ -625,13 +647,15 @@ def test_imds_extends_expired_credentials(imds_env: ImdsServer) -> None:
 
 
 def test_imds_bad_json_and_throttle_are_recoverable(imds_env: ImdsServer) -> None:
+    provider = InstanceMetadataProvider()
+    provider.provide()  # has served once: later failures are recoverable
     imds_env.mode = "bad_json"
     with pytest.raises(ProviderError) as info:
-        InstanceMetadataProvider().provide()
+        provider.provide()
     assert info.value.code == "MalformedResponse"
     imds_env.mode = "throttle"
     with pytest.raises(ProviderError) as info:
-        InstanceMetadataProvider().provide()
+        provider.provide()
     assert info.value.code == "Throttling"
 
 

@@ -15,9 +15,11 @@ How the credentials reach botocore
 
 botocore's request signer calls ``credentials.get_frozen_credentials()`` once per request and
 reads ``access_key``, ``secret_key``, ``token`` and ``account_id`` from the answer.  A session
-gets a :class:`CacheCredentials` object whose ``get_frozen_credentials`` *is* the cache's bound
-``get`` method (creds_core :class:`~creds_core.Credentials` carry botocore's attribute names),
-so signing costs one lock-free cache read and not a single Python frame more.  The object is
+gets a :class:`CacheCredentials` object (``creds_core._botocore``) whose
+``get_frozen_credentials`` *is* the cache's ``get_frozen``: botocore's own
+``ReadOnlyCredentials``, built once per cached entry, so signing costs one lock-free cache read
+and not a single Python frame more.  Its ``method`` is botocore's method string of the
+provider that served (``env``, ``sso``, ``assume-role``...).  The object is
 installed both as the session's loaded credentials (what ``Session.get_credentials()`` and
 ``create_client()`` use) and as its ``credential_provider`` component (a botocore
 ``CredentialResolver`` whose only provider answers it), so every client made from the session
@@ -58,9 +60,10 @@ from typing import Any, Literal
 import boto3
 import botocore.session
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import CredentialProvider, CredentialResolver, ReadOnlyCredentials
+from botocore.credentials import CredentialProvider, CredentialResolver
 from botocore.credentials import Credentials as BotocoreCredentials
 
+from creds_core._botocore import METHOD, CacheCredentials
 from creds_core._core import CredentialCache, CredentialsError, Limiter
 from creds_core._sessions import template_for
 
@@ -85,9 +88,6 @@ EXPIRED_TOKEN_CODES: frozenset[str] = frozenset(
     {"ExpiredToken", "ExpiredTokenException", "RequestExpired"}
 )
 
-#: The ``method`` botocore sees on the credentials of a creds_core session.
-METHOD = "creds-core"
-
 # Keys this module keeps in botocore's per-call request context.
 _SIGNED = "creds_core.signed_request"
 _RETRIED = "creds_core.retried_expired"
@@ -96,64 +96,6 @@ _HOOK_IDS = {
     "request-created": "creds_core.boto3.signed-by",
     "needs-retry": "creds_core.boto3.retry-expired",
 }
-
-
-class CacheCredentials(BotocoreCredentials):
-    """botocore credentials that are always the current credentials of a CredentialCache.
-
-    ``get_frozen_credentials`` is the cache's ``get`` (a lock-free read while the credentials
-    are fresh; the refresh policy of the cache applies) and answers one consistent set with
-    botocore's attribute names.  ``access_key``, ``secret_key``, ``token`` and ``account_id``
-    read the cache too (each on its own, as in botocore).  The object holds no key or secret
-    of its own and its repr shows none.
-    """
-
-    def __init__(self, cache: CredentialCache, *, method: str = METHOD) -> None:
-        # botocore's __init__ would store fixed keys: this object has none of its own.
-        self._cache = cache
-        self.method = method
-        # The signer's per-request call goes straight to the Rust cache: no Python frame.
-        # creds_core Credentials carry botocore's ReadOnlyCredentials attribute names.
-        self.get_frozen_credentials = cache.get  # type: ignore[method-assign,assignment]
-
-    @property
-    def cache(self) -> CredentialCache:
-        """The cache these credentials come from."""
-        return self._cache
-
-    def get_frozen_credentials(self) -> ReadOnlyCredentials:
-        # Shadowed on every instance by the cache's own bound get() (see __init__).
-        return self._cache.get()  # type: ignore[return-value]
-
-    @property
-    def access_key(self) -> str:  # type: ignore[override]
-        return self._cache.get().access_key_id
-
-    @property
-    def secret_key(self) -> str:  # type: ignore[override]
-        return self._cache.get().secret_access_key
-
-    @property
-    def token(self) -> str | None:  # type: ignore[override]
-        return self._cache.get().session_token
-
-    @property
-    def account_id(self) -> str | None:
-        return self._cache.get().account_id
-
-    def refresh_needed(self, refresh_in: float | None = None) -> bool:
-        """Always False: the cache refreshes on its own schedule (botocore API parity)."""
-        return False
-
-    def _refresh(self) -> None:
-        # botocore's RefreshableCredentials API, for code that pokes at it: a cache read.
-        self._cache.get()
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> CacheCredentials:
-        return self  # a handle on a shared cache; copies would share it anyway
-
-    def __repr__(self) -> str:
-        return f"CacheCredentials(cache={self._cache.name!r}, method={self.method!r})"
 
 
 class _CacheCredentialProvider(CredentialProvider):

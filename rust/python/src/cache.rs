@@ -154,6 +154,13 @@ impl PyCredentialCache {
         }
     }
 
+    /// `get().to_botocore()`: botocore's `ReadOnlyCredentials`, the same object for every call
+    /// served by one cache entry (what a botocore signer asks for on every request).
+    fn get_frozen(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let credentials = self.get(py)?;
+        credentials.get().frozen(py).map(|f| f.clone_ref(py))
+    }
+
     /// `get()` as an awaitable, resolved on the shared runtime.
     fn get_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         workers::ensure_started(py)?;
