@@ -78,7 +78,7 @@ class CacheCredentials(BotocoreCredentials):
         # Shadowed on every instance by the cache's own get_frozen (see __init__).
         return self._current().to_botocore()
 
-    @property  # type: ignore[override]
+    @property
     def method(self) -> str:
         if self._method is not None:
             return self._method

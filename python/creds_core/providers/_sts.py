@@ -29,6 +29,7 @@ from typing import Any
 import botocore.session
 from botocore import UNSIGNED
 from botocore.config import Config
+
 from creds_core._botocore import CacheCredentials
 from creds_core._core import THROTTLING_CODES, CredentialCache, _note_throttled
 from creds_core.providers._config import new_session
