@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -349,11 +350,38 @@ def session(
 # --- assume_role ------------------------------------------------------------------------------
 
 # One process-wide cache per (source, role, session name, external id, policy, tags, duration,
-# ...).  The lock guards lookups and creation only, never a fetch: caches fetch lazily.
+# ...), kept while some session uses it: the registry holds caches weakly, so a service that
+# assumes roles under ever new session names does not keep every one it ever made.  The lock
+# guards lookups and creation only, never a fetch: caches fetch lazily.
 _ROLE_LOCK = threading.Lock()
-_ROLE_CACHES: dict[tuple[Any, ...], CredentialCache] = {}
-# The botocore session each source cache's STS clients are configured from (the first seen).
-_STS_SESSIONS: dict[CredentialCache, Any] = {}
+_ROLE_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], CredentialCache] = (
+    weakref.WeakValueDictionary()
+)
+# The botocore session each source cache's STS clients are configured from (the first seen
+# that is still alive; the role providers hold it strongly while they live).
+_STS_SESSIONS: weakref.WeakKeyDictionary[CredentialCache, weakref.ref[Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _sts_session(source_cache: CredentialCache, source: Any) -> Any:
+    """The botocore session STS clients of ``source_cache`` are built from (under the lock)."""
+    seen = _STS_SESSIONS.get(source_cache)
+    session = seen() if seen is not None else None
+    if session is None:
+        session = source
+        _STS_SESSIONS[source_cache] = weakref.ref(source)
+    return session
+
+
+def registry_sizes() -> dict[str, int]:
+    """How many role caches, STS sessions and limiters the process-wide registries hold (only
+    what some live session or cache uses)."""
+    with _ROLE_LOCK:
+        sizes = {"role_caches": len(_ROLE_CACHES), "sts_sessions": len(_STS_SESSIONS)}
+    with _LIMITERS_LOCK:
+        sizes["sts_limiters"] = len(_LIMITERS)
+    return sizes
 
 # AssumeRoleProvider arguments that change which credentials STS hands out (part of the key);
 # the others (region, endpoint_url, client_config, mfa_token...) only say how to ask.
@@ -416,7 +444,10 @@ DEFAULT_STS_LIMITER: dict[str, Any] = {
 }
 
 _LIMITERS_LOCK = threading.Lock()
-_LIMITERS: dict[tuple[str, str | None], Limiter] = {}
+# Held weakly: a limiter lives while some role cache uses it (its throttling state with it).
+_LIMITERS: weakref.WeakValueDictionary[tuple[str, str | None], Limiter] = (
+    weakref.WeakValueDictionary()
+)
 
 
 def _configured_sts_endpoint(source: Any) -> str | None:
@@ -569,7 +600,7 @@ def assume_role(
                 # STS clients are shared per (botocore session, source, region, endpoint,
                 # config): with one botocore session per source cache, every role assumed
                 # from a source in a region uses one client (built once, reused).
-                sts_session = _STS_SESSIONS.setdefault(source_cache, source)
+                sts_session = _sts_session(source_cache, source)
                 provider = AssumeRoleProvider(
                     source_cache,
                     role_arn,
