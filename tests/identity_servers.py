@@ -270,7 +270,7 @@ def write_sso_token(
     """An SSO access token in the cache (valid at the portal unless ``valid=False``); with
     ``refreshable``, the OIDC registration and refresh token botocore refreshes with."""
     access = _key("access-")
-    if valid:
+    if valid and expires_in > 0:  # the portal, like the real one, rejects an expired token
         server.valid_access_tokens.add(access)
     token: dict[str, Any] = {
         "startUrl": start_url,

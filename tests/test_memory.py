@@ -71,8 +71,8 @@ def test_ten_thousand_dropped_role_sessions_leave_the_registries_and_memory_flat
         _settle()
         sizes = cb.registry_sizes()
         assert sizes["role_caches"] == baseline["role_caches"], sizes
-        assert sizes["sts_limiters"] <= 1, sizes
-        assert sizes["sts_sessions"] <= 1, sizes
+        assert sizes["sts_limiters"] <= baseline["sts_limiters"] + 1, sizes
+        assert sizes["sts_sessions"] <= baseline["sts_sessions"] + 1, sizes
     grown = rss_mb() - before
     # Measured (a script doing the same): 0.3 MB over 9,000 sessions; with the registry a
     # plain dict, as before, 22 MB (about 2.4 KB per session name).

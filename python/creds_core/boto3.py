@@ -287,7 +287,7 @@ def _provider_for(botocore_session: Any) -> Any:
                 frozen.access_key,
                 frozen.secret_key,
                 frozen.token,
-                account_id=frozen.account_id,
+                account_id=getattr(frozen, "account_id", None),
             )
     from creds_core.providers import default_chain
 
@@ -383,6 +383,7 @@ def registry_sizes() -> dict[str, int]:
         sizes["sts_limiters"] = len(_LIMITERS)
     return sizes
 
+
 # AssumeRoleProvider arguments that change which credentials STS hands out (part of the key);
 # the others (region, endpoint_url, client_config, mfa_token...) only say how to ask.
 _KEYED_ARGUMENTS = (
@@ -428,6 +429,13 @@ def _role_session(source: Any, cache: CredentialCache) -> boto3.Session:
     (copied on the first registration).  The rejected-credentials hooks go on each client.
     """
     template = template_for(source.get_component("data_loader"))
+    if template is None:  # this botocore lacks an internal the template needs: plain session
+        plain = botocore.session.Session()
+        for name, value in source.instance_variables().items():
+            plain.set_config_variable(name, value)
+        plain.register_component("data_loader", source.get_component("data_loader"))
+        _attach(plain, cache)
+        return boto3.Session(botocore_session=plain)
     fresh = template.botocore_session(source.instance_variables(), on_client=_hook_client)
     _set_credentials(fresh, cache)
     return template.boto3_session(fresh)
@@ -482,10 +490,15 @@ def sts_endpoint(
         return url.rstrip("/")
     region = region or source.get_config_variable("region")
     if region:
-        resolver = template_for(source.get_component("data_loader")).endpoint_resolver
+        template = template_for(source.get_component("data_loader"))
         try:
+            resolver = (
+                template.endpoint_resolver
+                if template is not None
+                else source._get_internal_component("endpoint_resolver")
+            )
             hostname = (resolver.construct_endpoint("sts", region) or {}).get("hostname")
-        except Exception:
+        except Exception:  # a missing internal, or no endpoint data: the usual host name
             hostname = None
         return f"https://{hostname or f'sts.{region}.amazonaws.com'}"
     return "https://sts.amazonaws.com"

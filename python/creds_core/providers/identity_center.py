@@ -198,3 +198,63 @@ class LoginProvider(_ProfileProvider):
                 exc, provider=self.name, action=f'`aws login` profile "{profile}"'
             ) from exc
         return Credentials.from_mapping(data, provider_name=self.name)
+
+
+#: ``creds-core doctor`` warns when the SSO access token expires sooner than this.
+SSO_TOKEN_WARNING = 3600.0
+
+
+def sso_token_status(profile: str | None = None) -> dict[str, Any] | None:
+    """What ``creds-core doctor`` shows of a profile's IAM Identity Center token: the cache
+    file, the token's expiry, whether it can be refreshed (a refresh token and a registration
+    that has not expired).  None when the profile is not an IAM Identity Center profile.
+    Never returns the token itself."""
+    import hashlib
+    import json
+    import os
+    from datetime import datetime, timezone
+
+    from botocore.utils import parse_to_aware_datetime
+
+    from creds_core.providers._config import ConfigSource
+
+    snapshot = ConfigSource(profile).snapshot("sso")
+    name = profile if profile is not None else snapshot.profile_name
+    section = snapshot.profile(name)
+    if not any(key in section for key in _SSO_PROFILE_KEYS):
+        return None
+    session_name = section.get("sso_session")
+    key_source = session_name or section.get("sso_start_url")
+    status: dict[str, Any] = {
+        "profile": name,
+        "sso_session": session_name,
+        "command": f"aws sso login --profile {name}",
+        "path": None,
+        "expires_at": None,
+        "refreshable": False,
+    }
+    if not key_source:
+        return status
+    cache_dir = getattr(
+        botocore.credentials.SSOProvider,
+        "_SSO_TOKEN_CACHE_DIR",
+        os.path.expanduser(os.path.join("~", ".aws", "sso", "cache")),
+    )
+    digest = hashlib.sha1(str(key_source).encode("utf-8")).hexdigest()
+    path = os.path.join(cache_dir, f"{digest}.json")
+    status["path"] = path
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = json.load(f)
+        status["expires_at"] = parse_to_aware_datetime(token["expiresAt"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return status
+    registration = token.get("registrationExpiresAt")
+    try:
+        registered = registration is not None and parse_to_aware_datetime(
+            registration
+        ) > datetime.now(timezone.utc)
+    except (ValueError, TypeError):
+        registered = False
+    status["refreshable"] = bool(session_name and token.get("refreshToken") and registered)
+    return status
