@@ -1034,6 +1034,26 @@ def sso_role_with_sso_source_profile(c: Ctx) -> Expect:
     return Expect(profile="admin", method="assume-role", identity=assumed("admin", "from-sso"))
 
 
+@scenario
+def sso_role_with_expired_sso_source(c: Ctx) -> Expect:
+    c.sts_env()
+    server = c.identity()
+    c.config(
+        SSO_SESSION
+        + f"""\
+    [profile admin]
+    role_arn = {role("admin")}
+    source_profile = dev
+"""
+    )
+    write_sso_token(server, c.sso_cache, "corp", valid=False)  # revoked: log in again
+    return Expect(
+        profile="admin",
+        botocore_error=bce.UnauthorizedSSOTokenError,
+        creds_core_error=UserActionRequired,
+    )
+
+
 # -- aws login -----------------------------------------------------------------------------
 
 LOGIN = """\

@@ -28,6 +28,7 @@ from creds_core import (
     Provider,
     ProviderChain,
     ProviderError,
+    UserActionRequired,
 )
 from creds_core.providers import (
     AssumeRoleProvider,
@@ -986,14 +987,33 @@ def test_default_chain_order_matches_botocore() -> None:
     assert "env" not in explicit and explicit[1:] == [m for m in theirs if m != "env"]
 
 
-def test_default_chain_sso_profile_is_reported_unsupported(files: Files) -> None:
+def test_default_chain_sso_profile_without_a_token_asks_for_aws_sso_login(files: Files) -> None:
     files.config(
         "[profile sso]\nsso_start_url = https://example.awsapps.com/start\nsso_region = "
         "us-east-1\nsso_account_id = 123456789012\nsso_role_name = Admin\n"
     )
-    with pytest.raises(CredentialsNotLoaded) as info:
+    with pytest.raises(UserActionRequired) as info:
         CredentialCache(default_chain("sso")).get()
-    assert "IAM Identity Center (SSO)" in str(info.value)
+    assert "run `aws sso login --profile sso`" in str(info.value)
+    assert info.value.provider == "sso" and info.value.code == "SSOTokenLoadError"
+
+
+def test_mfa_code_unavailable_needs_the_user(sts_server: StsServer) -> None:
+    source = CredentialCache(StaticProvider("AKIDMFASOURCE", "s"))
+
+    def no_terminal() -> str:
+        raise EOFError("no terminal")
+
+    provider = AssumeRoleProvider(
+        source,
+        "arn:aws:iam::123456789012:role/mfa",
+        serial_number="arn:aws:iam::123456789012:mfa/alice",
+        mfa_token=no_terminal,
+        endpoint_url=sts_server.url,
+        region="us-east-1",
+    )
+    with pytest.raises(UserActionRequired, match="an MFA code"):
+        CredentialCache(provider).get()
 
 
 def test_no_network_guard_is_active() -> None:
