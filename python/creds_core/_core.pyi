@@ -17,6 +17,7 @@ __all__ = [
     "ProviderChain",
     "ProviderError",
     "ProviderTimedOut",
+    "UserActionRequired",
     "_Task",
     "_WorkerPool",
     "_after_fork_in_child",
