@@ -19,8 +19,14 @@ from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from identity_servers import IdentityServer, sso_cache_file, write_login_token, write_sso_token
 
 import creds_core.boto3 as cb
-from creds_core import CredentialCache, ProviderChain, UserActionRequired
-from creds_core.providers import SsoProvider, default_chain
+from creds_core import (
+    CredentialCache,
+    CredentialsNotLoaded,
+    NonRecoverableError,
+    ProviderChain,
+    UserActionRequired,
+)
+from creds_core.providers import LoginProvider, SsoProvider, default_chain
 from creds_core.providers.identity_center import login_supported
 from creds_core.testing import ManualClock
 
@@ -204,3 +210,33 @@ def test_doctor_says_to_log_in_when_the_sso_token_is_missing(
     out = capsys.readouterr().out
     assert code != 0
     assert "no SSO token was found in the cache; run `aws sso login --profile dev`" in out
+
+
+LOGIN_CONFIG = "[profile console]\nlogin_session = arn:aws:iam::123456789012:user/alice\n"
+
+
+@pytest.mark.skipif(not login_supported(), reason="botocore has no aws login support")
+def test_login_without_the_crt_extra_says_what_to_install(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import botocore.credentials
+
+    (home.parent / "config").write_text(LOGIN_CONFIG)
+    monkeypatch.setattr(botocore.credentials, "EC", None)  # as without awscrt installed
+    with pytest.raises(NonRecoverableError, match=r"pip install 'creds_core\[login\]'") as info:
+        CredentialCache(default_chain("console")).get()
+    assert type(info.value) is NonRecoverableError
+    assert info.value.code == "MissingDependencyException"
+
+
+def test_login_profile_on_a_botocore_without_login_support_is_not_loaded_with_the_reason(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import botocore.credentials
+
+    (home.parent / "config").write_text(LOGIN_CONFIG)
+    monkeypatch.delattr(botocore.credentials, "LoginProvider", raising=False)
+    with pytest.raises(CredentialsNotLoaded) as info:
+        LoginProvider("console").provide()
+    assert "upgrade botocore to 1.41 or later" in str(info.value)
+    assert info.value.code == "Unsupported"
