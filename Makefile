@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install develop demo test lint rust-test py-test stubtest wheel-check bench clean redis-server
+.PHONY: install develop demo test lint rust-test py-test stubtest wheel-check compat bench clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,11 +57,30 @@ redis-server:
 py-test: develop redis-server
 	$(BIN)/python -m pytest -q
 
-test: lint rust-test stubtest wheel-check py-test
+# The parity suite (and the tests of the botocore glue) against the LOWEST botocore/boto3 that
+# pyproject.toml declares, in a second virtual environment, on the wheel wheel-check built.
+COMPAT_VENV ?= .venv-compat
+COMPAT_PINS := botocore==1.34.0 boto3==1.34.0
+COMPAT_STAMP := $(COMPAT_VENV)/.installed-1.34.0
+
+$(COMPAT_STAMP):
+	$(PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/pip install --quiet --upgrade pip
+	$(COMPAT_VENV)/bin/pip install --quiet $(COMPAT_PINS) "pytest>=8" "pytest-timeout>=2.3" "moto[server]>=5" "tqdm>=4.66"
+	touch $(COMPAT_STAMP)
+
+compat: wheel-check $(COMPAT_STAMP)
+	$(COMPAT_VENV)/bin/pip install --quiet --force-reinstall --no-deps dist/*-abi3-*.whl
+	$(COMPAT_VENV)/bin/python -c "import botocore, boto3; print('compat: botocore', botocore.__version__, 'boto3', boto3.__version__)"
+	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_parity.py \
+	  tests/test_identity_center.py tests/test_botocore_compat.py tests/test_memory.py \
+	  tests/test_credentials.py
+
+test: lint rust-test stubtest wheel-check compat py-test
 
 # Benchmarks (about 6 minutes): writes docs/benchmarks.md and docs/benchmarks.png.
 bench: develop redis-server
 	$(BIN)/python benches/report.py
 
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) $(COMPAT_VENV) target

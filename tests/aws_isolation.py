@@ -89,4 +89,11 @@ def isolated_aws(
     monkeypatch.setenv("BOTO_CONFIG", str(tmp_path / "boto.cfg"))  # never /etc/boto.cfg
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("NO_PROXY", "*")
+    # botocore fixes the SSO token cache directory when it is imported (from the real HOME).
+    import botocore.credentials
+    import botocore.tokens
+
+    sso_cache = str(home / ".aws" / "sso" / "cache")
+    for owner in (botocore.credentials.SSOProvider, botocore.tokens.SSOTokenProvider):
+        monkeypatch.setattr(owner, "_SSO_TOKEN_CACHE_DIR", sso_cache, raising=False)
     yield home

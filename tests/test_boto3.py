@@ -23,6 +23,7 @@ import botocore.session
 import pytest
 from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.credentials import Credentials as BotocoreCredentials
+from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError
 
 import creds_core.boto3 as cb
@@ -84,13 +85,53 @@ def test_signer_reads_the_cache_directly() -> None:
     # The bound method of the Rust cache itself: no Python frame per signed request.
     frozen = credentials.get_frozen_credentials
     assert getattr(frozen, "__self__", None) is cache
-    assert frozen.__name__ == "get"
+    assert frozen.__name__ == "get_frozen"
     frozen_creds = credentials.get_frozen_credentials()
     assert (frozen_creds.access_key, frozen_creds.secret_key, frozen_creds.token) == (
         "ASIADIRECT",
         SECRET,
         TOKEN,
     )
+
+
+def test_frozen_credentials_are_botocores_namedtuple_built_once_per_entry() -> None:
+    clock = ManualClock()
+    keys = iter(["ASIAFROZEN1", "ASIAFROZEN2"])
+
+    def provide() -> Credentials:
+        return Credentials(next(keys), SECRET, TOKEN, clock.time() + 3600)
+
+    session = cb.session(provide, region_name=REGION, cache_options={"clock": clock})
+    credentials = session.get_credentials()
+    frozen = credentials.get_frozen_credentials()
+    # What code in the wild does with botocore's answer.
+    assert isinstance(frozen, ReadOnlyCredentials)
+    ak, sk, token, *_ = frozen
+    assert (ak, sk, token) == ("ASIAFROZEN1", SECRET, TOKEN)
+    # Field for field what botocore's own credentials answer (3 or 4 fields by version).
+    theirs = BotocoreCredentials(ak, sk, token).get_frozen_credentials()
+    assert tuple(frozen) == tuple(theirs)
+    assert frozen._asdict() == theirs._asdict()
+    assert SECRET not in repr(frozen) and TOKEN not in repr(frozen)
+    # One object per cached entry: the hot path hands out the same tuple.
+    assert credentials.get_frozen_credentials() is frozen
+    clock.advance(3600)  # expired: the next call refreshes, and a new entry has a new tuple
+    fresh = credentials.get_frozen_credentials()
+    assert fresh.access_key == "ASIAFROZEN2" and fresh is not frozen
+    assert credentials.get_frozen_credentials() is fresh
+
+
+def test_method_is_the_name_of_the_provider_that_served(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDMETHODENV")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    session = cb.session(region_name=REGION)
+    assert session.get_credentials().method == "env"
+    explicit = cb.session(
+        region_name=REGION, aws_access_key_id="AKIDEXPLICIT", aws_secret_access_key=SECRET
+    )
+    assert explicit.get_credentials().method == "explicit"
 
 
 def test_credentials_object_is_one_botocore_accepts() -> None:
@@ -106,7 +147,7 @@ def test_credentials_object_is_one_botocore_accepts() -> None:
     assert credentials.secret_key == SECRET
     assert credentials.token == TOKEN
     assert credentials.account_id == "111"
-    assert credentials.method == cb.METHOD
+    assert credentials.method == cache.get().provider_name
     assert credentials.refresh_needed() is False
     assert credentials.get_deferred_property("account_id")() == "111"
     for text in (repr(credentials), str(credentials)):

@@ -301,9 +301,9 @@ def test_invalidate_does_not_break_an_active_backoff() -> None:
             lambda: {
                 "AccessKeyId": "AK",
                 "SecretAccessKey": SECRET,
-                "Expiration": "2030-01-01T00:00:00",
+                "Expiration": "2030-02-30T00:00:00Z",  # no such day
             },
-            "no time zone",
+            "Expiration",
         ),
         (
             lambda: (_ for _ in ()).throw(ValueError("bad config value")),

@@ -27,10 +27,48 @@ def test_expiry_accepts_aware_datetime_iso_string_and_epoch_seconds() -> None:
     assert Credentials("a", "s").expiry is None
 
 
-@pytest.mark.parametrize(
-    "bad", [datetime(2030, 1, 1), "tomorrow", "2030-13-45T00:00:00Z", True, [1]]
-)
-def test_naive_or_unparsable_expiry_is_a_value_error(bad: object) -> None:
+# Every form botocore reads an expiry in, and what botocore makes of it.
+EXPIRY_FORMS = [
+    "2030-01-02T03:04:05Z",
+    "2030-01-02T03:04:05.250Z",
+    "2030-01-02T04:04:05+01:00",
+    "2030-01-02T03:04:05",  # no zone: UTC
+    "2030-01-02 03:04:05",
+    "20300102T030405Z",  # ISO 8601 basic format
+    "Wed, 02 Jan 2030 03:04:05 GMT",  # RFC 822
+    "Wed, 02 Jan 2030 04:04:05 +0100",
+    "1893553445",  # epoch seconds as text
+    1893553445,
+    1893553445.0,
+    datetime(2030, 1, 2, 3, 4, 5),  # naive: UTC
+    datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+]
+
+
+@pytest.mark.parametrize("value", EXPIRY_FORMS, ids=repr)
+def test_one_expiry_rule_botocores_for_every_path(value: object) -> None:
+    from botocore.utils import parse_to_aware_datetime
+
+    from creds_core.providers._util import parse_expiry
+
+    expected = parse_to_aware_datetime(value)  # type: ignore[arg-type]
+    assert Credentials("a", "s", expiry=value).expiry == expected  # type: ignore[arg-type]
+    mapping = {"AccessKeyId": "a", "SecretAccessKey": "s", "Expiration": value}
+    assert Credentials.from_mapping(mapping).expiry == expected
+    assert parse_expiry(value) == expected
+
+
+def test_custom_provider_may_answer_an_rfc_822_expiry() -> None:
+    from creds_core import CredentialCache
+
+    answer = {"AccessKeyId": "AKRFC822", "SecretAccessKey": "s",
+              "Expiration": "Tue, 01 Jan 2030 00:00:00 GMT"}  # fmt: skip
+    got = CredentialCache(lambda: answer).get()
+    assert got.expiry == datetime(2030, 1, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("bad", ["tomorrow", "2030-13-45T00:00:00Z", "", True, [1]])
+def test_unparsable_expiry_is_a_value_error(bad: object) -> None:
     with pytest.raises(ValueError, match="expiry"):
         Credentials("a", "s", expiry=bad)  # type: ignore[arg-type]
 

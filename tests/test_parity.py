@@ -15,6 +15,7 @@ Nothing here reaches a real endpoint: IMDS is disabled or a local server, STS is
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from collections.abc import Callable
@@ -26,6 +27,7 @@ import botocore.session
 import pytest
 from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore import exceptions as bce
+from identity_servers import IdentityServer, write_login_token, write_sso_token
 
 from creds_core import (
     CredentialCache,
@@ -33,8 +35,10 @@ from creds_core import (
     CredentialsNotLoaded,
     NonRecoverableError,
     ProviderError,
+    UserActionRequired,
 )
 from creds_core.providers import default_chain
+from creds_core.providers.identity_center import login_supported
 from server_fixtures import ContainerServer, ImdsServer, StsServer
 
 ACCOUNT = "123456789012"
@@ -103,6 +107,7 @@ class Expect:
     token: str | None = None
     issued_by: Any = None  # a local server whose `issued` record holds both keys
     identity: str | None = None  # the ARN both keys belong to (STS on moto)
+    shared_source: bool = False  # issued_by: both sides may get the same key (a token cache)
     none: bool = False  # botocore: no credentials; creds_core: CredentialsNotLoaded
     botocore_error: type[BaseException] | None = None
     creds_core_error: type[CredentialsError] | None = None
@@ -158,6 +163,26 @@ class Ctx:
         server = ContainerServer(**kwargs).start()
         self.request.addfinalizer(server.stop)
         return server
+
+    def identity(self) -> IdentityServer:
+        """The SSO portal, SSO OIDC and sign-in stand-in, reached through the endpoint
+        variables botocore reads."""
+        server = IdentityServer().start()
+        self.request.addfinalizer(server.stop)
+        self.env(
+            AWS_ENDPOINT_URL_SSO=server.url,
+            AWS_ENDPOINT_URL_SSO_OIDC=server.url,
+            AWS_ENDPOINT_URL_SIGNIN=server.url,
+        )
+        return server
+
+    @property
+    def sso_cache(self) -> Path:
+        return self.tmp / "home" / ".aws" / "sso" / "cache"
+
+    @property
+    def login_cache(self) -> Path:
+        return self.tmp / "home" / ".aws" / "login" / "cache"
 
     def sts_server(self, **kwargs: Any) -> StsServer:
         server = StsServer(**kwargs).start()
@@ -473,6 +498,27 @@ def imds_v1_only(c: Ctx) -> Expect:
 @scenario
 def imds_down(c: Ctx) -> Expect:
     server = c.imds(mode="down")
+    c.env(AWS_EC2_METADATA_SERVICE_ENDPOINT=server.url)
+    return Expect(none=True)
+
+
+@scenario
+def imds_error_on_first_load(c: Ctx) -> Expect:
+    server = c.imds(mode="error")  # HTTP 500 and nothing served before: no credentials
+    c.env(AWS_EC2_METADATA_SERVICE_ENDPOINT=server.url)
+    return Expect(none=True)
+
+
+@scenario
+def imds_throttled_on_first_load(c: Ctx) -> Expect:
+    server = c.imds(mode="throttle")
+    c.env(AWS_EC2_METADATA_SERVICE_ENDPOINT=server.url)
+    return Expect(none=True)
+
+
+@scenario
+def imds_bad_json_on_first_load(c: Ctx) -> Expect:
+    server = c.imds(mode="bad_json")
     c.env(AWS_EC2_METADATA_SERVICE_ENDPOINT=server.url)
     return Expect(none=True)
 
@@ -797,6 +843,315 @@ def role_chained_from_web_identity(c: Ctx) -> Expect:
     )
 
 
+# -- IAM Identity Center (SSO) -------------------------------------------------------------
+
+SSO_SESSION = """\
+    [profile dev]
+    sso_session = corp
+    sso_account_id = 111122223333
+    sso_role_name = Developer
+    region = us-east-1
+    [sso-session corp]
+    sso_start_url = https://d-123.awsapps.com/start
+    sso_region = us-east-1
+    sso_registration_scopes = sso:account:access
+"""
+
+SSO_LEGACY = """\
+    [profile legacy]
+    sso_start_url = https://d-123.awsapps.com/start
+    sso_region = us-east-1
+    sso_account_id = 111122223333
+    sso_role_name = ReadOnly
+"""
+
+
+@scenario
+def sso_session_profile(c: Ctx) -> Expect:
+    server = c.identity()
+    c.config(SSO_SESSION)
+    write_sso_token(server, c.sso_cache, "corp")
+    return Expect(profile="dev", method="sso", issued_by=server)
+
+
+@scenario
+def sso_session_via_aws_profile(c: Ctx) -> Expect:
+    server = c.identity()
+    c.config(SSO_SESSION)
+    c.env(AWS_PROFILE="dev")
+    write_sso_token(server, c.sso_cache, "corp")
+    return Expect(method="sso", issued_by=server)
+
+
+@scenario
+def sso_legacy_profile(c: Ctx) -> Expect:
+    server = c.identity()
+    c.config(SSO_LEGACY)
+    write_sso_token(server, c.sso_cache, "https://d-123.awsapps.com/start", refreshable=False)
+    return Expect(profile="legacy", method="sso", issued_by=server)
+
+
+@scenario
+def sso_session_token_near_expiry_is_refreshed(c: Ctx) -> Expect:
+    server = c.identity()
+    c.config(SSO_SESSION)
+    write_sso_token(server, c.sso_cache, "corp", expires_in=300)  # in the 15-min window
+    return Expect(profile="dev", method="sso", issued_by=server)
+
+
+@scenario
+def sso_session_expired_token_is_refreshed(c: Ctx) -> Expect:
+    server = c.identity()
+    c.config(SSO_SESSION)
+    write_sso_token(server, c.sso_cache, "corp", expires_in=-60, valid=False)
+    return Expect(profile="dev", method="sso", issued_by=server)
+
+
+@scenario
+def sso_session_refresh_rejected(c: Ctx) -> Expect:
+    server = c.identity()
+    c.config(SSO_SESSION)
+    write_sso_token(server, c.sso_cache, "corp", expires_in=-60, valid=False)
+    server.oidc_refresh_tokens.clear()  # the refresh token was revoked
+    return Expect(
+        profile="dev",
+        botocore_error=bce.TokenRetrievalError,
+        creds_core_error=UserActionRequired,
+    )
+
+
+@scenario
+def sso_session_registration_expired(c: Ctx) -> Expect:
+    server = c.identity()
+    c.config(SSO_SESSION)
+    write_sso_token(
+        server, c.sso_cache, "corp", expires_in=-60, valid=False, registration_expires_in=-60
+    )
+    return Expect(
+        profile="dev",
+        botocore_error=bce.TokenRetrievalError,
+        creds_core_error=UserActionRequired,
+    )
+
+
+@scenario
+def sso_legacy_expired_token(c: Ctx) -> Expect:
+    server = c.identity()
+    c.config(SSO_LEGACY)
+    write_sso_token(
+        server, c.sso_cache, "https://d-123.awsapps.com/start", expires_in=-60, refreshable=False
+    )
+    return Expect(
+        profile="legacy",
+        botocore_error=bce.UnauthorizedSSOTokenError,
+        creds_core_error=UserActionRequired,
+    )
+
+
+@scenario
+def sso_missing_token_file(c: Ctx) -> Expect:
+    c.identity()
+    c.config(SSO_SESSION)
+    return Expect(
+        profile="dev", botocore_error=bce.SSOTokenLoadError, creds_core_error=UserActionRequired
+    )
+
+
+@scenario
+def sso_token_rejected_by_portal(c: Ctx) -> Expect:
+    server = c.identity()
+    c.config(SSO_SESSION)
+    write_sso_token(server, c.sso_cache, "corp", valid=False)  # revoked at the portal
+    return Expect(
+        profile="dev",
+        botocore_error=bce.UnauthorizedSSOTokenError,
+        creds_core_error=UserActionRequired,
+    )
+
+
+@scenario
+def sso_missing_sso_session_section(c: Ctx) -> Expect:
+    c.identity()
+    c.config(SSO_SESSION.replace("[sso-session corp]", "[sso-session other]"))
+    return Expect(
+        profile="dev", botocore_error=bce.InvalidConfigError, creds_core_error=NonRecoverableError
+    )
+
+
+@scenario
+def sso_incomplete_profile(c: Ctx) -> Expect:
+    c.identity()
+    c.config("[profile half]\nsso_role_name = Developer\nsso_session = corp\n")
+    return Expect(
+        profile="half", botocore_error=bce.InvalidConfigError, creds_core_error=NonRecoverableError
+    )
+
+
+@scenario
+def sso_inconsistent_region(c: Ctx) -> Expect:
+    c.identity()
+    c.config(SSO_SESSION.replace("sso_role_name = Developer", "sso_role_name = Developer\n"
+                                 "    sso_region = eu-west-1"))  # fmt: skip
+    return Expect(
+        profile="dev", botocore_error=bce.InvalidConfigError, creds_core_error=NonRecoverableError
+    )
+
+
+@scenario
+def sso_role_not_assigned(c: Ctx) -> Expect:
+    server = c.identity()
+    server.portal_status = 403
+    c.config(SSO_SESSION)
+    write_sso_token(server, c.sso_cache, "corp")
+    return Expect(
+        profile="dev", botocore_error=bce.ClientError, creds_core_error=NonRecoverableError
+    )
+
+
+@scenario
+def sso_beats_credentials_file(c: Ctx) -> Expect:
+    server = c.identity()
+    c.config(SSO_SESSION)
+    c.credentials(STATIC.replace("[dev]", "[dev]\n# static keys lose to sso"))
+    write_sso_token(server, c.sso_cache, "corp")
+    return Expect(profile="dev", method="sso", issued_by=server)
+
+
+@scenario
+def sso_role_with_sso_source_profile(c: Ctx) -> Expect:
+    c.sts_env()
+    server = c.identity()
+    c.config(
+        SSO_SESSION
+        + f"""\
+    [profile admin]
+    role_arn = {role("admin")}
+    source_profile = dev
+    role_session_name = from-sso
+"""
+    )
+    write_sso_token(server, c.sso_cache, "corp")
+    return Expect(profile="admin", method="assume-role", identity=assumed("admin", "from-sso"))
+
+
+@scenario
+def sso_role_with_expired_sso_source(c: Ctx) -> Expect:
+    c.sts_env()
+    server = c.identity()
+    c.config(
+        SSO_SESSION
+        + f"""\
+    [profile admin]
+    role_arn = {role("admin")}
+    source_profile = dev
+"""
+    )
+    write_sso_token(server, c.sso_cache, "corp", valid=False)  # revoked: log in again
+    return Expect(
+        profile="admin",
+        botocore_error=bce.UnauthorizedSSOTokenError,
+        creds_core_error=UserActionRequired,
+    )
+
+
+# -- aws login -----------------------------------------------------------------------------
+
+LOGIN = """\
+    [profile console]
+    login_session = arn:aws:iam::123456789012:user/alice
+    region = us-east-1
+"""
+LOGIN_SESSION = "arn:aws:iam::123456789012:user/alice"
+
+
+def _crt() -> bool:
+    try:
+        import awscrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def login_case(c: Ctx, expect: Callable[[IdentityServer], Expect]) -> Expect:
+    """An ``aws login`` scenario where botocore supports it; elsewhere both sides end as
+    botocore does: no credentials (no login support), or an error naming botocore[crt]."""
+    server = c.identity()
+    c.config(LOGIN)
+    if not login_supported():
+        return Expect(profile="console", none=True)
+    if not _crt():
+        return Expect(
+            profile="console",
+            botocore_error=bce.MissingDependencyException,
+            creds_core_error=NonRecoverableError,
+        )
+    return expect(server)
+
+
+def _bce(name: str) -> type[BaseException]:
+    found: type[BaseException] = getattr(bce, name)
+    return found
+
+
+@scenario
+def login_cached_credentials(c: Ctx) -> Expect:
+    def expect(server: IdentityServer) -> Expect:
+        path = write_login_token(server, c.login_cache, LOGIN_SESSION, expires_in=900)
+        key = json.loads(path.read_text())["accessToken"]["accessKeyId"]
+        return Expect(profile="console", method="login", key=key)
+
+    return login_case(c, expect)
+
+
+@scenario
+def login_missing_cache_file(c: Ctx) -> Expect:
+    return login_case(
+        c,
+        lambda server: Expect(
+            profile="console",
+            botocore_error=_bce("LoginTokenLoadError"),
+            creds_core_error=UserActionRequired,
+        ),
+    )
+
+
+@scenario
+def login_incomplete_cache_file(c: Ctx) -> Expect:
+    def expect(server: IdentityServer) -> Expect:
+        write_login_token(server, c.login_cache, LOGIN_SESSION, drop=("dpopKey",))
+        return Expect(
+            profile="console",
+            botocore_error=_bce("LoginTokenLoadError"),
+            creds_core_error=UserActionRequired,
+        )
+
+    return login_case(c, expect)
+
+
+@scenario
+def login_expired_credentials_refreshed(c: Ctx) -> Expect:
+    def expect(server: IdentityServer) -> Expect:
+        write_login_token(server, c.login_cache, LOGIN_SESSION, expires_in=-60)
+        # botocore refreshes first and writes the new session back; creds_core reads it.
+        return Expect(profile="console", method="login", issued_by=server, shared_source=True)
+
+    return login_case(c, expect)
+
+
+@scenario
+def login_refresh_refused(c: Ctx) -> Expect:
+    def expect(server: IdentityServer) -> Expect:
+        write_login_token(server, c.login_cache, LOGIN_SESSION, expires_in=-60)
+        server.signin_refresh_tokens.clear()  # the session was ended
+        return Expect(
+            profile="console",
+            botocore_error=_bce("LoginRefreshRequired"),
+            creds_core_error=UserActionRequired,
+        )
+
+    return login_case(c, expect)
+
+
 # -- the test ------------------------------------------------------------------------------
 
 
@@ -819,7 +1174,9 @@ def _isolated(isolated_aws: Path) -> None:  # noqa: F811
 
 
 def test_scenario_count() -> None:
-    assert len(SCENARIOS) >= 25
+    assert len(SCENARIOS) >= 70
+    assert len([n for n in SCENARIOS if n.startswith("sso_")]) >= 10
+    assert len([n for n in SCENARIOS if n.startswith("login_")]) >= 3
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
@@ -852,7 +1209,8 @@ def test_parity(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, requ
     if expect.issued_by is not None:
         issued = [i.access_key_id for i in expect.issued_by.issued]
         assert theirs.access_key in issued and ours.access_key in issued, report
-        assert theirs.access_key != ours.access_key, "each side must fetch its own"
+        if not expect.shared_source:
+            assert theirs.access_key != ours.access_key, "each side must fetch its own"
     if expect.identity is not None:
         endpoint = request.getfixturevalue("moto_endpoint")
         assert caller_arn(endpoint, theirs) == expect.identity, report

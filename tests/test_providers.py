@@ -28,6 +28,7 @@ from creds_core import (
     Provider,
     ProviderChain,
     ProviderError,
+    UserActionRequired,
 )
 from creds_core.providers import (
     AssumeRoleProvider,
@@ -527,6 +528,28 @@ def test_imds_reuses_its_session_token(imds_env: ImdsServer) -> None:
     assert imds_env.counts["credentials"] == 3
 
 
+@pytest.mark.parametrize("mode", ["error", "throttle", "bad_json"])
+def test_imds_failing_before_any_success_is_nothing_here_then_recoverable_after_one(
+    imds_env: ImdsServer, mode: str
+) -> None:
+    # botocore: IMDS failing on a first load means no credentials (the chain ends with none).
+    imds_env.mode = mode
+    with pytest.raises(CredentialsNotLoaded):
+        InstanceMetadataProvider().provide()
+    # Once it has served, a failure is recoverable: the cache keeps serving (static stability).
+    provider = InstanceMetadataProvider()
+    imds_env.mode = "ok"
+    cache = CredentialCache(provider, mandatory_window=0.0, advisory_window=1e-3)
+    first = cache.get()
+    imds_env.mode = mode
+    with pytest.raises(ProviderError) as info:
+        provider.provide()
+    assert type(info.value) is ProviderError
+    assert cache.invalidate(first.access_key_id)
+    assert cache.get() == first  # served from cache after the failed refresh
+    assert cache.stats()["static_stability"] >= 1
+
+
 def test_imds_token_renewed_near_its_ttl(imds_env: ImdsServer) -> None:
     now = [1000.0]
     provider = InstanceMetadataProvider(
@@ -560,7 +583,7 @@ def test_imds_settings_from_environment_and_config(
     files.config(f"[default]\nec2_metadata_service_endpoint = {imds_server.url}\n")
     monkeypatch.setenv("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "3")
     imds_server.mode = "error"
-    with pytest.raises(ProviderError):
+    with pytest.raises(CredentialsNotLoaded):  # never served before: "nothing here"
         InstanceMetadataProvider().provide()
     assert imds_server.counts["token"] == 3  # three attempts, as configured
     imds_server.mode = "ok"
@@ -625,13 +648,15 @@ def test_imds_extends_expired_credentials(imds_env: ImdsServer) -> None:
 
 
 def test_imds_bad_json_and_throttle_are_recoverable(imds_env: ImdsServer) -> None:
+    provider = InstanceMetadataProvider()
+    provider.provide()  # has served once: later failures are recoverable
     imds_env.mode = "bad_json"
     with pytest.raises(ProviderError) as info:
-        InstanceMetadataProvider().provide()
+        provider.provide()
     assert info.value.code == "MalformedResponse"
     imds_env.mode = "throttle"
     with pytest.raises(ProviderError) as info:
-        InstanceMetadataProvider().provide()
+        provider.provide()
     assert info.value.code == "Throttling"
 
 
@@ -962,14 +987,33 @@ def test_default_chain_order_matches_botocore() -> None:
     assert "env" not in explicit and explicit[1:] == [m for m in theirs if m != "env"]
 
 
-def test_default_chain_sso_profile_is_reported_unsupported(files: Files) -> None:
+def test_default_chain_sso_profile_without_a_token_asks_for_aws_sso_login(files: Files) -> None:
     files.config(
         "[profile sso]\nsso_start_url = https://example.awsapps.com/start\nsso_region = "
         "us-east-1\nsso_account_id = 123456789012\nsso_role_name = Admin\n"
     )
-    with pytest.raises(CredentialsNotLoaded) as info:
+    with pytest.raises(UserActionRequired) as info:
         CredentialCache(default_chain("sso")).get()
-    assert "IAM Identity Center (SSO)" in str(info.value)
+    assert "run `aws sso login --profile sso`" in str(info.value)
+    assert info.value.provider == "sso" and info.value.code == "SSOTokenLoadError"
+
+
+def test_mfa_code_unavailable_needs_the_user(sts_server: StsServer) -> None:
+    source = CredentialCache(StaticProvider("AKIDMFASOURCE", "s"))
+
+    def no_terminal() -> str:
+        raise EOFError("no terminal")
+
+    provider = AssumeRoleProvider(
+        source,
+        "arn:aws:iam::123456789012:role/mfa",
+        serial_number="arn:aws:iam::123456789012:mfa/alice",
+        mfa_token=no_terminal,
+        endpoint_url=sts_server.url,
+        region="us-east-1",
+    )
+    with pytest.raises(UserActionRequired, match="an MFA code"):
+        CredentialCache(provider).get()
 
 
 def test_no_network_guard_is_active() -> None:

@@ -645,7 +645,7 @@ def test_no_exception_message_or_traceback_shows_a_secret(sts_server: StsServer)
             "AccessKeyId": "AKIA",
             "SecretAccessKey": SECRET,
             "SessionToken": TOKEN,
-            "Expiration": "2030-01-01T00:00:00",
+            "Expiration": "not a time",
         },
         {"AccessKeyId": "AKIA", "SecretAccessKey": SECRET, "SessionToken": 12345},
         {"AccessKeyId": "", "SecretAccessKey": SECRET, "SessionToken": TOKEN},

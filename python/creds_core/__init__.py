@@ -21,6 +21,7 @@ from creds_core._core import (
     ProviderChain,
     ProviderError,
     ProviderTimedOut,
+    UserActionRequired,
     _after_fork_in_child,
     _shutdown,
     configure_runtime,
@@ -40,6 +41,7 @@ __all__ = [
     "ProviderChain",
     "ProviderError",
     "ProviderTimedOut",
+    "UserActionRequired",
     "configure_runtime",
     "runtime_config",
 ]

@@ -53,4 +53,22 @@ class FrozenCredentials(ReadOnlyCredentials):
 
     def __repr__(self) -> str:
         token = ", token='***'" if self.token else ""
-        return f"FrozenCredentials(access_key={self.access_key!r}, secret_key='***'{token})"
+        account = getattr(self, "account_id", None)
+        account_text = f", account_id={account!r}" if account else ""
+        return (
+            f"FrozenCredentials(access_key={self.access_key!r}, secret_key='***'{token}"
+            f"{account_text})"
+        )
+
+
+# botocore 1.35 added ``account_id`` to ReadOnlyCredentials; older versions have 3 fields.
+_HAS_ACCOUNT_ID = "account_id" in ReadOnlyCredentials._fields
+
+
+def frozen_credentials(
+    access_key: str, secret_key: str, token: str | None, account_id: str | None
+) -> FrozenCredentials:
+    """The ``ReadOnlyCredentials`` botocore itself would build for these values."""
+    if _HAS_ACCOUNT_ID:
+        return FrozenCredentials(access_key, secret_key, token, account_id)
+    return FrozenCredentials(access_key, secret_key, token)

@@ -27,6 +27,7 @@ botocore keeps per client (its event emitter, HTTP connection pool, service mode
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import threading
 import weakref
@@ -34,18 +35,69 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import boto3
+import botocore
 import botocore.session
 from botocore import hooks as _hooks
-from botocore.hooks import HierarchicalEmitter, NodeList
+from botocore.hooks import HierarchicalEmitter
 
-__all__ = ["ClientClassCache", "PersistentTrie", "SessionTemplate", "copy_emitter", "template_for"]
+__all__ = [
+    "ClientClassCache",
+    "PersistentTrie",
+    "SessionTemplate",
+    "copy_emitter",
+    "sharing_supported",
+    "template_for",
+    "warn_once",
+]
 
 # boto3 keeps its resource models here; it appends this path to every session's loader.
 _BOTO3_DATA = os.path.join(os.path.dirname(boto3.__file__), "data")
 
-# botocore's trie and its "middle" section (not in the type stubs).
-_PrefixTrie: Any = _hooks._PrefixTrie  # type: ignore[attr-defined]
-_MIDDLE: int = _hooks._MIDDLE  # type: ignore[attr-defined]
+LOG = logging.getLogger(__name__)
+
+# botocore's trie and its "middle" section (not in the type stubs).  Internals: when a botocore
+# version lacks one, sessions are not shared (see :func:`sharing_supported`), never a crash.
+_PrefixTrie: Any = getattr(_hooks, "_PrefixTrie", None)
+_MIDDLE: int = getattr(_hooks, "_MIDDLE", 1)
+
+# The botocore internals a template relies on, checked once.
+_REQUIRED_INTERNALS: tuple[tuple[Any, str], ...] = (
+    (_hooks, "_PrefixTrie"),
+    (_hooks, "_MIDDLE"),
+    (_hooks, "NodeList"),
+    (botocore.session.Session, "_get_internal_component"),
+    (boto3.Session, "_setup_loader"),
+    (boto3.Session, "_register_default_handlers"),
+)
+
+_WARNED: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def warn_once(what: str, exc: BaseException | None = None) -> None:
+    """Log once per process that a botocore internal is missing and the plain path is used."""
+    with _WARNED_LOCK:
+        if what in _WARNED:
+            return
+        _WARNED.add(what)
+    LOG.warning(
+        "botocore %s: %s%s; creds_core uses botocore's plain path there instead",
+        botocore.__version__,
+        what,
+        f" ({type(exc).__name__}: {exc})" if exc is not None else "",
+    )
+
+
+def sharing_supported() -> bool:
+    """Whether this botocore has the internals that sessions made by a template share."""
+    missing = [
+        f"{getattr(o, '__name__', o)}.{n}" for o, n in _REQUIRED_INTERNALS if not hasattr(o, n)
+    ]
+    if missing:
+        warn_once(f"missing {', '.join(missing)}: role sessions are built as plain sessions")
+        return False
+    return True
+
 
 # Guards the one-time change of a loader's search path.
 _PATH_LOCK = threading.Lock()
@@ -55,7 +107,7 @@ def _copy_node(node: dict[str, Any]) -> dict[str, Any]:
     return {"chunk": node["chunk"], "values": node["values"], "children": dict(node["children"])}
 
 
-class PersistentTrie(_PrefixTrie):  # type: ignore[misc]
+class PersistentTrie(_PrefixTrie if _PrefixTrie is not None else object):  # type: ignore[misc]
     """botocore's event-handler trie, made persistent: a change copies the nodes on its path
     instead of changing them, so a copy is O(1) and copies share every node they did not
     change.  botocore copies the whole trie (about 50 KB with the built-in handlers) for every
@@ -80,9 +132,9 @@ class PersistentTrie(_PrefixTrie):  # type: ignore[misc]
             current = child
         old = current["values"]
         values = (
-            NodeList([], [], [])
+            _hooks.NodeList([], [], [])
             if old is None
-            else NodeList(list(old.first), list(old.middle), list(old.last))
+            else _hooks.NodeList(list(old.first), list(old.middle), list(old.last))
         )
         values[section].append(value)
         current["values"] = values
@@ -108,7 +160,7 @@ class PersistentTrie(_PrefixTrie):  # type: ignore[misc]
                     if value in items:
                         items.remove(value)
                         break
-                new_child["values"] = NodeList(*lists)
+                new_child["values"] = _hooks.NodeList(*lists)
         new_node = _copy_node(node)
         if not new_child["children"] and not new_child["values"]:
             del new_node["children"][parts[index]]  # as botocore: prune empty leaves
@@ -331,11 +383,18 @@ _TEMPLATES_LOCK = threading.Lock()
 _TEMPLATES: weakref.WeakValueDictionary[int, SessionTemplate] = weakref.WeakValueDictionary()
 
 
-def template_for(loader: Any) -> SessionTemplate:
-    """The template of a botocore data loader, shared by everyone while anyone holds it."""
+def template_for(loader: Any) -> SessionTemplate | None:
+    """The template of a botocore data loader, shared by everyone while anyone holds it; None
+    when this botocore lacks what templates rely on (the caller builds plain sessions)."""
+    if not sharing_supported():
+        return None
     with _TEMPLATES_LOCK:
         template = _TEMPLATES.get(id(loader))
         if template is None:
-            template = SessionTemplate(loader)
+            try:
+                template = SessionTemplate(loader)
+            except (AttributeError, TypeError, KeyError) as exc:  # a botocore internal changed
+                warn_once("building a shared session template failed", exc)
+                return None
             _TEMPLATES[id(loader)] = template
         return template

@@ -15,9 +15,11 @@ How the credentials reach botocore
 
 botocore's request signer calls ``credentials.get_frozen_credentials()`` once per request and
 reads ``access_key``, ``secret_key``, ``token`` and ``account_id`` from the answer.  A session
-gets a :class:`CacheCredentials` object whose ``get_frozen_credentials`` *is* the cache's bound
-``get`` method (creds_core :class:`~creds_core.Credentials` carry botocore's attribute names),
-so signing costs one lock-free cache read and not a single Python frame more.  The object is
+gets a :class:`CacheCredentials` object (``creds_core._botocore``) whose
+``get_frozen_credentials`` *is* the cache's ``get_frozen``: botocore's own
+``ReadOnlyCredentials``, built once per cached entry, so signing costs one lock-free cache read
+and not a single Python frame more.  Its ``method`` is botocore's method string of the
+provider that served (``env``, ``sso``, ``assume-role``...).  The object is
 installed both as the session's loaded credentials (what ``Session.get_credentials()`` and
 ``create_client()`` use) and as its ``credential_provider`` component (a botocore
 ``CredentialResolver`` whose only provider answers it), so every client made from the session
@@ -51,6 +53,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,9 +61,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import boto3
 import botocore.session
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import CredentialProvider, CredentialResolver, ReadOnlyCredentials
+from botocore.credentials import CredentialProvider, CredentialResolver
 from botocore.credentials import Credentials as BotocoreCredentials
 
+from creds_core._botocore import METHOD, CacheCredentials
 from creds_core._core import CredentialCache, CredentialsError, Limiter
 from creds_core._sessions import template_for
 
@@ -88,9 +92,6 @@ EXPIRED_TOKEN_CODES: frozenset[str] = frozenset(
     {"ExpiredToken", "ExpiredTokenException", "RequestExpired"}
 )
 
-#: The ``method`` botocore sees on the credentials of a creds_core session.
-METHOD = "creds-core"
-
 # Keys this module keeps in botocore's per-call request context.
 _SIGNED = "creds_core.signed_request"
 _RETRIED = "creds_core.retried_expired"
@@ -99,64 +100,6 @@ _HOOK_IDS = {
     "request-created": "creds_core.boto3.signed-by",
     "needs-retry": "creds_core.boto3.retry-expired",
 }
-
-
-class CacheCredentials(BotocoreCredentials):
-    """botocore credentials that are always the current credentials of a CredentialCache.
-
-    ``get_frozen_credentials`` is the cache's ``get`` (a lock-free read while the credentials
-    are fresh; the refresh policy of the cache applies) and answers one consistent set with
-    botocore's attribute names.  ``access_key``, ``secret_key``, ``token`` and ``account_id``
-    read the cache too (each on its own, as in botocore).  The object holds no key or secret
-    of its own and its repr shows none.
-    """
-
-    def __init__(self, cache: CredentialCache, *, method: str = METHOD) -> None:
-        # botocore's __init__ would store fixed keys: this object has none of its own.
-        self._cache = cache
-        self.method = method
-        # The signer's per-request call goes straight to the Rust cache: no Python frame.
-        # creds_core Credentials carry botocore's ReadOnlyCredentials attribute names.
-        self.get_frozen_credentials = cache.get  # type: ignore[method-assign,assignment]
-
-    @property
-    def cache(self) -> CredentialCache:
-        """The cache these credentials come from."""
-        return self._cache
-
-    def get_frozen_credentials(self) -> ReadOnlyCredentials:
-        # Shadowed on every instance by the cache's own bound get() (see __init__).
-        return self._cache.get()  # type: ignore[return-value]
-
-    @property
-    def access_key(self) -> str:  # type: ignore[override]
-        return self._cache.get().access_key_id
-
-    @property
-    def secret_key(self) -> str:  # type: ignore[override]
-        return self._cache.get().secret_access_key
-
-    @property
-    def token(self) -> str | None:  # type: ignore[override]
-        return self._cache.get().session_token
-
-    @property
-    def account_id(self) -> str | None:
-        return self._cache.get().account_id
-
-    def refresh_needed(self, refresh_in: float | None = None) -> bool:
-        """Always False: the cache refreshes on its own schedule (botocore API parity)."""
-        return False
-
-    def _refresh(self) -> None:
-        # botocore's RefreshableCredentials API, for code that pokes at it: a cache read.
-        self._cache.get()
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> CacheCredentials:
-        return self  # a handle on a shared cache; copies would share it anyway
-
-    def __repr__(self) -> str:
-        return f"CacheCredentials(cache={self._cache.name!r}, method={self.method!r})"
 
 
 class _CacheCredentialProvider(CredentialProvider):
@@ -347,7 +290,7 @@ def _provider_for(botocore_session: Any) -> Any:
                 frozen.access_key,
                 frozen.secret_key,
                 frozen.token,
-                account_id=frozen.account_id,
+                account_id=getattr(frozen, "account_id", None),
             )
     from creds_core.providers import default_chain
 
@@ -410,11 +353,39 @@ def session(
 # --- assume_role ------------------------------------------------------------------------------
 
 # One process-wide cache per (source, role, session name, external id, policy, tags, duration,
-# ...).  The lock guards lookups and creation only, never a fetch: caches fetch lazily.
+# ...), kept while some session uses it: the registry holds caches weakly, so a service that
+# assumes roles under ever new session names does not keep every one it ever made.  The lock
+# guards lookups and creation only, never a fetch: caches fetch lazily.
 _ROLE_LOCK = threading.Lock()
-_ROLE_CACHES: dict[tuple[Any, ...], CredentialCache] = {}
-# The botocore session each source cache's STS clients are configured from (the first seen).
-_STS_SESSIONS: dict[CredentialCache, Any] = {}
+_ROLE_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], CredentialCache] = (
+    weakref.WeakValueDictionary()
+)
+# The botocore session each source cache's STS clients are configured from (the first seen
+# that is still alive; the role providers hold it strongly while they live).
+_STS_SESSIONS: weakref.WeakKeyDictionary[CredentialCache, weakref.ref[Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _sts_session(source_cache: CredentialCache, source: Any) -> Any:
+    """The botocore session STS clients of ``source_cache`` are built from (under the lock)."""
+    seen = _STS_SESSIONS.get(source_cache)
+    session = seen() if seen is not None else None
+    if session is None:
+        session = source
+        _STS_SESSIONS[source_cache] = weakref.ref(source)
+    return session
+
+
+def registry_sizes() -> dict[str, int]:
+    """How many role caches, STS sessions and limiters the process-wide registries hold (only
+    what some live session or cache uses)."""
+    with _ROLE_LOCK:
+        sizes = {"role_caches": len(_ROLE_CACHES), "sts_sessions": len(_STS_SESSIONS)}
+    with _LIMITERS_LOCK:
+        sizes["sts_limiters"] = len(_LIMITERS)
+    return sizes
+
 
 # AssumeRoleProvider arguments that change which credentials STS hands out (part of the key);
 # the others (region, endpoint_url, client_config, mfa_token...) only say how to ask.
@@ -467,6 +438,13 @@ def _role_session(source: Any, cache: CredentialCache) -> boto3.Session:
     (copied on the first registration).  The rejected-credentials hooks go on each client.
     """
     template = template_for(source.get_component("data_loader"))
+    if template is None:  # this botocore lacks an internal the template needs: plain session
+        plain = botocore.session.Session()
+        for name, value in source.instance_variables().items():
+            plain.set_config_variable(name, value)
+        plain.register_component("data_loader", source.get_component("data_loader"))
+        _attach(plain, cache)
+        return boto3.Session(botocore_session=plain)
     fresh = template.botocore_session(source.instance_variables(), on_client=_hook_client)
     _set_credentials(fresh, cache)
     return template.boto3_session(fresh)
@@ -483,7 +461,10 @@ DEFAULT_STS_LIMITER: dict[str, Any] = {
 }
 
 _LIMITERS_LOCK = threading.Lock()
-_LIMITERS: dict[tuple[str, str | None], Limiter] = {}
+# Held weakly: a limiter lives while some role cache uses it (its throttling state with it).
+_LIMITERS: weakref.WeakValueDictionary[tuple[str, str | None], Limiter] = (
+    weakref.WeakValueDictionary()
+)
 
 
 def _configured_sts_endpoint(source: Any) -> str | None:
@@ -518,10 +499,15 @@ def sts_endpoint(
         return url.rstrip("/")
     region = region or source.get_config_variable("region")
     if region:
-        resolver = template_for(source.get_component("data_loader")).endpoint_resolver
+        template = template_for(source.get_component("data_loader"))
         try:
+            resolver = (
+                template.endpoint_resolver
+                if template is not None
+                else source._get_internal_component("endpoint_resolver")
+            )
             hostname = (resolver.construct_endpoint("sts", region) or {}).get("hostname")
-        except Exception:
+        except Exception:  # a missing internal, or no endpoint data: the usual host name
             hostname = None
         return f"https://{hostname or f'sts.{region}.amazonaws.com'}"
     return "https://sts.amazonaws.com"
@@ -642,7 +628,7 @@ def assume_role(
                 # STS clients are shared per (botocore session, source, region, endpoint,
                 # config): with one botocore session per source cache, every role assumed
                 # from a source in a region uses one client (built once, reused).
-                sts_session = _STS_SESSIONS.setdefault(source_cache, source)
+                sts_session = _sts_session(source_cache, source)
                 provider = AssumeRoleProvider(
                     source_cache,
                     role_arn,

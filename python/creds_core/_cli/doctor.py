@@ -145,6 +145,7 @@ class Report:
     error: BaseException | None
     inspect: Mapping[str, Any]
     sts: StsCheck | None
+    sso_token: Mapping[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -281,6 +282,7 @@ def _warnings(report: Report) -> None:
                     "credentials cached close to expiry, so callers refresh very often; make it "
                     "return fresher credentials."
                 )
+    _sso_warnings(report)
     if report.selected_by == "--profile" and os.environ.get("AWS_ACCESS_KEY_ID"):
         note(
             "AWS_ACCESS_KEY_ID is set but ignored because a profile was given explicitly "
@@ -308,6 +310,32 @@ def _warnings(report: Report) -> None:
             )
         if sts.error is not None and sts.skew is None:
             note("STS did not answer (see above): the clock was not checked.")
+
+
+def _sso_warnings(report: Report) -> None:
+    from creds_core.providers.identity_center import SSO_TOKEN_WARNING
+
+    token = report.sso_token
+    if token is None:
+        return
+    command = token["command"]
+    expires = token.get("expires_at")
+    if expires is None:
+        report.warnings.append(
+            f'profile "{token["profile"]}" uses IAM Identity Center but no SSO token was found '
+            f"in the cache; run `{command}`."
+        )
+        return
+    left = (expires - datetime.now(timezone.utc)).total_seconds()
+    if left <= 0 and not token.get("refreshable"):
+        report.warnings.append(
+            f"the SSO token expired {_duration(left)} ago and cannot be refreshed; run `{command}`."
+        )
+    elif left < SSO_TOKEN_WARNING and not token.get("refreshable"):
+        report.warnings.append(
+            f"the SSO token expires in {_duration(left)} and cannot be refreshed: after that, "
+            f"credentials are served until they expire, then `{command}` is needed."
+        )
 
 
 def diagnose(
@@ -354,6 +382,12 @@ def diagnose(
     )
     if sts and not (error is not None and is_profile_missing(error)):
         report.sts = check_sts(profile, creds, sts_timeout)
+    try:
+        from creds_core.providers.identity_center import sso_token_status
+
+        report.sso_token = sso_token_status(profile)
+    except Exception:  # a broken configuration: the chain reported it already
+        report.sso_token = None
     _warnings(report)
     return report
 
@@ -424,6 +458,22 @@ def render(report: Report, out: TextIO) -> None:
                     f"{_duration(mandatory)}: callers wait for a refresh from "
                     f"{_at(inspect.get('mandatory_at'))}",
                 )
+    token = report.sso_token
+    if token is not None:
+        out.write("\nIAM Identity Center:\n")
+        if token.get("sso_session"):
+            line("sso-session", str(token["sso_session"]))
+        line("token cache", _file(token.get("path")))
+        expires = token.get("expires_at")
+        if isinstance(expires, datetime):
+            left = expires - datetime.now(timezone.utc)
+            when = "ago" if left < timedelta(0) else "from now"
+            line("token expiry", f"{iso_utc(expires)} ({_duration(left.total_seconds())} {when})")
+            line(
+                "refreshable",
+                "yes (SSO OIDC refresh token)" if token.get("refreshable") else "no",
+            )
+        line("log in again", f"`{token['command']}`")
     sts = report.sts
     out.write("\nSTS:\n")
     if sts is None:

@@ -28,16 +28,15 @@ from creds_core.providers.errors import (
     classify_code,
     from_exception,
 )
+from creds_core.providers.identity_center import LoginProvider, SsoProvider
 from creds_core.providers.imds import InstanceMetadataProvider
 from creds_core.providers.process import ProcessProvider
 from creds_core.providers.profile import (
     BotoConfigProvider,
     ConfigFileProvider,
     Ec2CredentialsFileProvider,
-    LoginProvider,
     ProfileCheck,
     SharedCredentialsProvider,
-    SsoProvider,
 )
 from creds_core.providers.profile_role import ProfileAssumeRoleProvider, profile_providers
 from creds_core.providers.static import StaticProvider
@@ -87,8 +86,8 @@ def default_chain(
 
     Order (``create_credential_resolver`` in botocore): a check that the selected profile
     exists; ``env`` (unless a profile was given explicitly); ``assume-role`` (role profiles);
-    ``assume-role-with-web-identity``; ``sso`` and ``login`` (not supported yet: "nothing
-    here" with a message); ``shared-credentials-file``; ``custom-process``; ``config-file``;
+    ``assume-role-with-web-identity``; ``sso`` (IAM Identity Center); ``shared-credentials-file``;
+    ``login`` (``aws login``); ``custom-process``; ``config-file``;
     ``ec2-credentials-file``; ``boto-config``; ``container-role``; ``iam-role``.
     """
     config = ConfigSource(profile, session=session)

@@ -6,7 +6,8 @@ endpoint, client config), kept for as long as a provider uses it.
 
 A signed client signs every request with the *current* credentials of its source cache: its
 credentials object is a botocore ``Credentials`` whose ``get_frozen_credentials()`` asks the
-source ``CredentialCache`` (the signer calls it for each request).  It is handed to the client
+source ``CredentialCache`` (the signer calls it for each request): the one adapter,
+``creds_core._botocore.CacheCredentials``.  It is handed to the client
 the way botocore supports: as the ``credential_provider`` component of a small per-client
 botocore session that shares the process-wide data loader (so models and endpoint data are
 still loaded only once) and copies the base session's instance variables.
@@ -28,11 +29,9 @@ from typing import Any
 import botocore.session
 from botocore import UNSIGNED
 from botocore.config import Config
-from botocore.credentials import Credentials as BotocoreCredentials
-from botocore.credentials import ReadOnlyCredentials
 
+from creds_core._botocore import CacheCredentials
 from creds_core._core import THROTTLING_CODES, CredentialCache, _note_throttled
-from creds_core._core import Credentials as CoreCredentials
 from creds_core.providers._config import new_session
 
 __all__ = ["DEFAULT_CLIENT_CONFIG", "SourceCredentials", "quiet_botocore", "sts_client"]
@@ -87,48 +86,9 @@ DEFAULT_CLIENT_CONFIG = Config(
 )
 
 
-class SourceCredentials(BotocoreCredentials):
-    """botocore credentials that are always the source cache's current credentials.
-
-    A provider may *pin* the credentials it just obtained for the calls it makes on this
-    thread (so that an error can be blamed on the exact key that signed), else every signature
-    asks the cache.  Never holds a secret in an attribute of its own.
-    """
-
-    def __init__(self, source: CredentialCache) -> None:  # no super().__init__: no fixed keys
-        self._source = source
-        self._pinned = threading.local()
-        self.method = "creds-core-source"
-
-    def pin(self, credentials: CoreCredentials | None) -> None:
-        self._pinned.value = credentials
-
-    def _current(self) -> CoreCredentials:
-        pinned: CoreCredentials | None = getattr(self._pinned, "value", None)
-        return pinned if pinned is not None else self._source.get()
-
-    def get_frozen_credentials(self) -> ReadOnlyCredentials:
-        return self._current().to_botocore()
-
-    # botocore reads these attributes in a few places (e.g. account-id endpoints).
-    @property
-    def access_key(self) -> str:  # type: ignore[override]
-        return self._current().access_key_id
-
-    @property
-    def secret_key(self) -> str:  # type: ignore[override]
-        return self._current().secret_access_key
-
-    @property
-    def token(self) -> str | None:  # type: ignore[override]
-        return self._current().session_token
-
-    @property
-    def account_id(self) -> str | None:
-        return self._current().account_id
-
-    def __repr__(self) -> str:
-        return f"SourceCredentials(source={self._source.name!r})"
+#: The credentials of a signed STS client: the one botocore adapter, reading the source cache
+#: (a provider pins what it just read, see ``CacheCredentials.pin``).
+SourceCredentials = CacheCredentials
 
 
 class _Resolver:

@@ -29,6 +29,7 @@ from creds_core._core import (
     CredentialsNotLoaded,
     NonRecoverableError,
     ProviderError,
+    UserActionRequired,
 )
 from creds_core._provider import Provider
 from creds_core.providers._config import new_session
@@ -36,6 +37,7 @@ from creds_core.providers._sts import ClientEntry, quiet_botocore, sts_client
 from creds_core.providers.errors import (
     from_exception,
     make_error,
+    needs_user,
     non_recoverable,
     recoverable,
 )
@@ -239,8 +241,10 @@ class AssumeRoleProvider(Provider):
                 code="NoSourceCredentials",
             ) from exc
         except NonRecoverableError as exc:
+            # A source that needs the user (e.g. `aws sso login`) keeps that kind: the role's
+            # cache then serves its valid credentials and raises at once after, as the source.
             raise make_error(
-                NonRecoverableError,
+                UserActionRequired if isinstance(exc, UserActionRequired) else NonRecoverableError,
                 self.name,
                 f"{self._source_label} failed: {exc}",
                 code=exc.code,
@@ -259,10 +263,11 @@ class AssumeRoleProvider(Provider):
             except CredentialsError:
                 raise
             except Exception as exc:
-                raise non_recoverable(
+                raise needs_user(
                     self.name,
                     f"the MFA token callable failed ({type(exc).__name__}); an MFA code for "
-                    f"{self._serial_number} is needed to assume {self.role_arn}",
+                    f"{self._serial_number} is needed to assume {self.role_arn}: give one "
+                    "(mfa_token) from a terminal or a program that can ask the user",
                     code="MfaTokenUnavailable",
                 ) from exc
         return params

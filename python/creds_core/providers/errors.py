@@ -28,6 +28,7 @@ from creds_core._core import (
     CredentialsNotLoaded,
     NonRecoverableError,
     ProviderError,
+    UserActionRequired,
 )
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "classify_code",
     "from_exception",
     "make_error",
+    "needs_user",
     "non_recoverable",
     "not_loaded",
     "recoverable",
@@ -193,6 +195,12 @@ def recoverable(provider: str, message: str, *, code: str | None = None) -> Prov
 def non_recoverable(provider: str, message: str, *, code: str | None = None) -> NonRecoverableError:
     """A failure that retrying will not fix: raised at once."""
     return make_error(NonRecoverableError, provider, message, code=code)
+
+
+def needs_user(provider: str, message: str, *, code: str | None = None) -> UserActionRequired:
+    """A failure only the user can fix (log in again, an MFA code); ``message`` says what to
+    run.  The cache serves its credentials while they are valid, then raises it at once."""
+    return make_error(UserActionRequired, provider, message, code=code)
 
 
 def classify_code(code: str | None, status: int | None = None) -> ErrorKind:

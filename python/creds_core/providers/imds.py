@@ -38,7 +38,7 @@ from botocore.exceptions import (
 )
 from botocore.utils import get_environ_proxies, is_valid_uri, resolve_imds_endpoint_mode
 
-from creds_core._core import Credentials, CredentialsError
+from creds_core._core import Credentials, CredentialsError, ProviderError
 from creds_core._provider import Provider
 from creds_core.providers._config import ConfigSource
 from creds_core.providers._util import parse_expiry
@@ -215,6 +215,17 @@ class InstanceMetadataProvider(Provider):
         try:
             with self._lock:
                 creds = self._fetch(settings)
+        except ProviderError as exc:
+            if self._last is None and type(exc) is ProviderError:
+                # botocore ends with no credentials when IMDS fails before it ever answered
+                # (5xx, throttling, a bad answer); after a success the failure is recoverable
+                # and the cache keeps serving (static stability).
+                raise not_loaded(
+                    self.name,
+                    f"IMDS did not serve credentials and has not before: {exc}",
+                    code=getattr(exc, "code", None),
+                ) from exc
+            raise
         except CredentialsError:
             raise
         except _Unreachable as exc:

@@ -24,10 +24,8 @@ __all__ = [
     "BotoConfigProvider",
     "ConfigFileProvider",
     "Ec2CredentialsFileProvider",
-    "LoginProvider",
     "ProfileCheck",
     "SharedCredentialsProvider",
-    "SsoProvider",
 ]
 
 _ACCESS_KEY = "aws_access_key_id"
@@ -144,42 +142,6 @@ class ConfigFileProvider(_ProfileProvider):
             "shared config file",
             lambda path: botocore.configloader.load_config(path).get("profiles", {}),
         )
-
-
-class SsoProvider(_ProfileProvider):
-    """IAM Identity Center (SSO) profiles: not supported yet, always "nothing here"."""
-
-    name = "sso"
-
-    def provide(self) -> Credentials:
-        snapshot, profile = self._snapshot()
-        section = snapshot.profile(profile)
-        if any(k in section for k in ("sso_role_name", "sso_account_id")):
-            raise not_loaded(
-                self.name,
-                f'profile "{profile}" uses IAM Identity Center (SSO), which creds_core does not '
-                "support yet; use static, process (e.g. `aws configure export-credentials "
-                "--format process`) or role credentials",
-                code="Unsupported",
-            )
-        raise not_loaded(self.name, f'profile "{profile}" has no SSO configuration')
-
-
-class LoginProvider(_ProfileProvider):
-    """``aws login`` sessions (``login_session``): not supported yet, always "nothing here"."""
-
-    name = "login"
-
-    def provide(self) -> Credentials:
-        snapshot, profile = self._snapshot()
-        if "login_session" in snapshot.profile(profile):
-            raise not_loaded(
-                self.name,
-                f'profile "{profile}" uses an `aws login` session, which creds_core does not '
-                "support yet; use static, process or role credentials",
-                code="Unsupported",
-            )
-        raise not_loaded(self.name, f'profile "{profile}" has no login_session')
 
 
 class ProfileCheck(_ProfileProvider):

@@ -51,13 +51,9 @@ def profile_providers(
 ) -> list[Provider]:
     """The providers botocore tries for one profile, in its order: web identity, SSO, shared
     credentials file, login, credential process, config file."""
+    from creds_core.providers.identity_center import LoginProvider, SsoProvider
     from creds_core.providers.process import ProcessProvider
-    from creds_core.providers.profile import (
-        ConfigFileProvider,
-        LoginProvider,
-        SharedCredentialsProvider,
-        SsoProvider,
-    )
+    from creds_core.providers.profile import ConfigFileProvider, SharedCredentialsProvider
     from creds_core.providers.web_identity import WebIdentityProvider
 
     return [

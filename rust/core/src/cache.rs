@@ -356,12 +356,16 @@ impl CredentialCache {
                         .expect("ServeRateLimited implies an entry"));
                 }
                 Decision::RaiseCachedError => {
-                    bump(&inner.stats.cached_errors);
-                    return Err(state
+                    let error = state
                         .error
                         .clone()
                         .expect("RaiseCachedError implies an error")
-                        .0);
+                        .0;
+                    if let Some(entry) = self.valid_despite(&error, now) {
+                        return Ok(entry);
+                    }
+                    bump(&inner.stats.cached_errors);
+                    return Err(error);
                 }
                 Decision::ServeAndRefresh => {
                     let cached = state
@@ -371,19 +375,36 @@ impl CredentialCache {
                     if state.live_flight().is_some() {
                         return Ok(cached);
                     }
+                    if let Some((error, until)) = &state.error {
+                        if now < *until {
+                            let mode = inner.policy.advisory_refresh;
+                            if policy::advisory_with_cached_error(mode, error.kind())
+                                == Decision::RaiseCachedError
+                            {
+                                bump(&inner.stats.cached_errors);
+                                return Err(error.clone());
+                            }
+                            return Ok(cached);
+                        }
+                    }
                     let Some(flight) = self.try_start(&state, parent.as_ref()) else {
                         continue;
                     };
-                    return Ok(match inner.policy.advisory_refresh {
+                    return match inner.policy.advisory_refresh {
                         AdvisoryRefresh::Background => {
                             bump(&inner.stats.background_refreshes);
-                            cached
+                            Ok(cached)
                         }
-                        // The winner waits; any failure still leaves valid credentials to serve.
+                        // The winner waits; a non-recoverable failure is raised to it, any
+                        // other still leaves valid credentials to serve.
                         AdvisoryRefresh::Inline => {
-                            self.wait(&flight, parent.as_ref()).await.unwrap_or(cached)
+                            match self.wait(&flight, parent.as_ref()).await {
+                                Err(e) if policy::inline_advisory_raises(e.kind()) => Err(e),
+                                Err(_) => Ok(cached),
+                                Ok(entry) => Ok(entry),
+                            }
                         }
-                    });
+                    };
                 }
                 Decision::Wait => {
                     let flight = match state.live_flight() {
@@ -558,9 +579,14 @@ impl CredentialCache {
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => {
                 next.last_error = Some(e.clone());
-                if e.is_recoverable() && next.entry.is_some() {
+                let has_credentials = next.entry.is_some();
+                if e.is_recoverable() && has_credentials {
                     next.backoff_until =
                         Some(now + RefreshPolicy::pick(policy.refresh_backoff, rand::random()));
+                } else if !policy::caches_error(policy.advisory_refresh, e.kind(), has_credentials)
+                {
+                    next.backoff_until = None;
+                    next.error = None;
                 } else {
                     next.backoff_until = None;
                     next.error = Some((
@@ -602,7 +628,10 @@ impl CredentialCache {
                 }
                 None => Err(e),
             },
-            Some(Err(e)) => Err(e),
+            Some(Err(e)) => match self.valid_despite(&e, inner.clock.now()) {
+                Some(entry) => Ok(entry),
+                None => Err(e),
+            },
             None => {
                 bump(&inner.stats.timeouts);
                 flight.abandoned.store(true, Ordering::SeqCst);
@@ -639,6 +668,16 @@ impl CredentialCache {
                 }
             }
         }
+    }
+
+    /// The cached credentials when `error` does not hide them and they are still valid at `now`
+    /// (a failure only the user can fix: served until they expire).
+    fn valid_despite(&self, error: &CredentialsError, now: SystemTime) -> Option<Arc<Entry>> {
+        if !policy::serves_valid_credentials_despite(error.kind()) {
+            return None;
+        }
+        self.last_good()
+            .filter(|entry| !entry.credentials().is_expired(now))
     }
 
     /// The last good credentials, whatever their age (what static stability serves).

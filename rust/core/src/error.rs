@@ -15,6 +15,10 @@ pub enum ErrorKind {
     Recoverable,
     /// Access denied, bad configuration: raised at once, cached briefly.
     NonRecoverable,
+    /// Only the user can fix it (an expired IAM Identity Center token, `aws login` needed
+    /// again, an MFA code): the cached credentials are served while they are valid, then the
+    /// error is raised at once and cached briefly, never backed off.
+    NeedsUser,
     /// The source did not answer within the load timeout and there was nothing to fall back on.
     TimedOut,
     /// A provider needs, directly or not, the cache it refreshes.
@@ -71,6 +75,11 @@ impl CredentialsError {
     /// A failure that retrying will not fix.
     pub fn non_recoverable(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NonRecoverable, message)
+    }
+
+    /// A failure only the user can fix; the message says what to run.
+    pub fn needs_user(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NeedsUser, message)
     }
 
     /// The load timeout passed with no fallback and nothing cached.

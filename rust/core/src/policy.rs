@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::error::ErrorKind;
+
 const MINUTE: Duration = Duration::from_secs(60);
 
 /// The tunable parts of the policy. Defaults follow the 2026 cross-SDK refresh behaviour.
@@ -222,6 +224,46 @@ pub fn decide(view: &View, now: SystemTime) -> Decision {
     }
 }
 
+/// The advisory window while a failure of `kind` is in the error cache: no new refresh starts
+/// until the error cache ends. Inline mode re-raises a non-recoverable failure (the cross-SDK
+/// scenarios); otherwise the cached credentials, still valid, are served.
+#[must_use]
+pub fn advisory_with_cached_error(mode: AdvisoryRefresh, kind: ErrorKind) -> Decision {
+    match (mode, kind) {
+        (AdvisoryRefresh::Inline, ErrorKind::NonRecoverable) => Decision::RaiseCachedError,
+        _ => Decision::Serve,
+    }
+}
+
+/// What the caller that ran an inline advisory refresh gets when it failed with `kind`: a
+/// non-recoverable failure is raised to it (the cross-SDK scenarios), anything else leaves
+/// the cached credentials, still valid, to serve.
+#[must_use]
+pub fn inline_advisory_raises(kind: ErrorKind) -> bool {
+    kind == ErrorKind::NonRecoverable
+}
+
+/// Whether a failure of `kind` goes to the error cache. A recoverable failure with nothing
+/// cached is raised but, in inline mode, not cached: the next call tries the source again (the
+/// cross-SDK scenarios); the background mode keeps it for the error window.
+#[must_use]
+pub fn caches_error(mode: AdvisoryRefresh, kind: ErrorKind, has_credentials: bool) -> bool {
+    let recoverable = matches!(
+        kind,
+        ErrorKind::Recoverable | ErrorKind::TimedOut | ErrorKind::NotLoaded
+    );
+    if !recoverable {
+        return true;
+    }
+    !has_credentials && mode == AdvisoryRefresh::Background
+}
+
+/// A failure only the user can fix does not hide credentials that are still valid.
+#[must_use]
+pub fn serves_valid_credentials_despite(kind: ErrorKind) -> bool {
+    kind == ErrorKind::NeedsUser
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +386,34 @@ mod tests {
         };
         assert_eq!(decide(&empty, t(4)), Decision::RaiseCachedError);
         assert_eq!(decide(&empty, t(5)), Decision::Wait);
+    }
+
+    #[test]
+    fn inline_advisory_failures_follow_the_cross_sdk_scenarios() {
+        use AdvisoryRefresh::{Background, Inline};
+        assert!(inline_advisory_raises(ErrorKind::NonRecoverable));
+        assert!(!inline_advisory_raises(ErrorKind::Recoverable));
+        assert!(!inline_advisory_raises(ErrorKind::NeedsUser));
+        assert_eq!(
+            advisory_with_cached_error(Inline, ErrorKind::NonRecoverable),
+            Decision::RaiseCachedError
+        );
+        assert_eq!(
+            advisory_with_cached_error(Background, ErrorKind::NonRecoverable),
+            Decision::Serve
+        );
+        assert_eq!(
+            advisory_with_cached_error(Inline, ErrorKind::NeedsUser),
+            Decision::Serve
+        );
+        // Recoverable with nothing cached: cached only in background mode.
+        assert!(!caches_error(Inline, ErrorKind::Recoverable, false));
+        assert!(caches_error(Background, ErrorKind::Recoverable, false));
+        assert!(!caches_error(Inline, ErrorKind::Recoverable, true));
+        assert!(caches_error(Inline, ErrorKind::NonRecoverable, true));
+        assert!(caches_error(Inline, ErrorKind::NeedsUser, false));
+        assert!(serves_valid_credentials_despite(ErrorKind::NeedsUser));
+        assert!(!serves_valid_credentials_despite(ErrorKind::NonRecoverable));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::limiter::PyLimiter;
 use crate::{convert, errors, provider, runtime, shutdown, workers};
 
 /// A credential cache with single-flight refresh and the AWS refresh policy.
-#[pyclass(frozen, module = "creds_core", name = "CredentialCache")]
+#[pyclass(frozen, weakref, module = "creds_core", name = "CredentialCache")]
 pub struct PyCredentialCache {
     cache: CredentialCache,
     provider: Py<PyAny>,
@@ -152,6 +152,13 @@ impl PyCredentialCache {
             Ok(entry) => credentials_object(py, &entry),
             Err(e) => Err(errors::to_pyerr(py, &e)),
         }
+    }
+
+    /// `get().to_botocore()`: botocore's `ReadOnlyCredentials`, the same object for every call
+    /// served by one cache entry (what a botocore signer asks for on every request).
+    fn get_frozen(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let credentials = self.get(py)?;
+        credentials.get().frozen(py).map(|f| f.clone_ref(py))
     }
 
     /// `get()` as an awaitable, resolved on the shared runtime.

@@ -27,14 +27,18 @@ pub fn from_epoch(secs: f64) -> Result<SystemTime, String> {
     Ok(UNIX_EPOCH + Duration::from_secs_f64(secs))
 }
 
-/// An expiry given as an aware `datetime`, an ISO-8601 string or epoch seconds.
+/// An expiry by botocore's one rule: a `datetime` (naive means UTC), epoch seconds (a number or
+/// a numeric string), or a string in ISO 8601 (with or without a zone; none means UTC) or
+/// RFC 822 (`Tue, 01 Jan 2030 00:00:00 GMT`). Common ISO-8601 forms are read by
+/// `datetime.fromisoformat`; anything else goes to botocore's own `parse_to_aware_datetime`.
 pub fn expiry(value: &Bound<'_, PyAny>) -> Result<Option<SystemTime>, String> {
     if value.is_none() {
         return Ok(None);
     }
     if value.is_instance_of::<PyBool>() {
         return Err(
-            "expiry must be a datetime, an ISO-8601 string or epoch seconds, not a bool".into(),
+            "expiry must be a datetime, an ISO-8601 or RFC 822 string or epoch seconds, not a bool"
+                .into(),
         );
     }
     if value.is_instance_of::<PyInt>() || value.is_instance_of::<PyFloat>() {
@@ -42,25 +46,36 @@ pub fn expiry(value: &Bound<'_, PyAny>) -> Result<Option<SystemTime>, String> {
         return from_epoch(secs).map(Some);
     }
     let py = value.py();
-    let datetime_type = py
-        .import("datetime")
-        .and_then(|m| m.getattr("datetime"))
+    let datetime_mod = py.import("datetime").map_err(|e| e.to_string())?;
+    let datetime_type = datetime_mod
+        .getattr("datetime")
         .map_err(|e| e.to_string())?;
-    let parsed;
     let dt = if let Ok(text) = value.cast::<PyString>() {
         let text = text.to_string();
         let trimmed = text.trim();
+        if let Ok(secs) = trimmed.parse::<f64>() {
+            return from_epoch(secs).map(Some);
+        }
         // Python before 3.11 does not read a trailing "Z".
         let iso = trimmed
             .strip_suffix('Z')
             .or_else(|| trimmed.strip_suffix('z'));
         let iso = iso.map_or_else(|| trimmed.to_owned(), |s| format!("{s}+00:00"));
-        parsed = datetime_type
-            .call_method1("fromisoformat", (iso,))
-            .map_err(|_| format!("expiry {trimmed:?} is not an ISO-8601 date and time"))?;
-        &parsed
+        match datetime_type.call_method1("fromisoformat", (iso,)) {
+            Ok(parsed) => parsed,
+            Err(_) => py
+                .import("botocore.utils")
+                .and_then(|m| m.getattr("parse_to_aware_datetime"))
+                .and_then(|parse| parse.call1((trimmed,)))
+                .map_err(|_| {
+                    format!(
+                        "expiry {trimmed:?} is not a date and time (ISO 8601, RFC 822 or \
+                         epoch seconds)"
+                    )
+                })?,
+        }
     } else if value.is_instance(&datetime_type).unwrap_or(false) {
-        value
+        value.clone()
     } else {
         let type_name = value
             .get_type()
@@ -68,13 +83,24 @@ pub fn expiry(value: &Bound<'_, PyAny>) -> Result<Option<SystemTime>, String> {
             .map(|n| n.to_string())
             .unwrap_or_default();
         return Err(format!(
-            "expiry must be a datetime, an ISO-8601 string or epoch seconds, not {type_name}"
+            "expiry must be a datetime, an ISO-8601 or RFC 822 string or epoch seconds, not \
+             {type_name}"
         ));
     };
     let offset = dt.call_method0("utcoffset").map_err(|e| e.to_string())?;
-    if offset.is_none() {
-        return Err("expiry has no time zone (a naive datetime); give it one, e.g. UTC".into());
-    }
+    let dt = if offset.is_none() {
+        // No zone: UTC, as the AWS services and SDKs read such times.
+        let utc = datetime_mod
+            .getattr("timezone")
+            .and_then(|tz| tz.getattr("utc"))
+            .map_err(|e| e.to_string())?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("tzinfo", utc).map_err(|e| e.to_string())?;
+        dt.call_method("replace", (), Some(&kwargs))
+            .map_err(|e| e.to_string())?
+    } else {
+        dt
+    };
     let secs: f64 = dt
         .call_method0("timestamp")
         .and_then(|t| t.extract())

@@ -3,6 +3,7 @@
 use creds_core::Credentials;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
 
 use crate::convert;
@@ -11,11 +12,39 @@ use crate::convert;
 #[pyclass(frozen, module = "creds_core", name = "Credentials")]
 pub struct PyCredentials {
     pub inner: Credentials,
+    /// botocore's `ReadOnlyCredentials` for these credentials, built on first use and then
+    /// handed out as is: a cache entry's object answers every signature without allocating.
+    frozen: PyOnceLock<Py<PyAny>>,
 }
+
+static FROZEN: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 impl PyCredentials {
     pub fn wrap(inner: Credentials) -> Self {
-        Self { inner }
+        Self {
+            inner,
+            frozen: PyOnceLock::new(),
+        }
+    }
+
+    /// The `ReadOnlyCredentials` of these credentials (built once).
+    pub fn frozen(&self, py: Python<'_>) -> PyResult<&Py<PyAny>> {
+        self.frozen.get_or_try_init(py, || {
+            let build = FROZEN.get_or_try_init(py, || {
+                py.import("creds_core._provider")?
+                    .getattr("frozen_credentials")
+                    .map(Bound::unbind)
+            })?;
+            build
+                .bind(py)
+                .call1((
+                    self.inner.access_key_id(),
+                    self.inner.secret_access_key(),
+                    self.inner.session_token(),
+                    self.inner.account_id(),
+                ))
+                .map(Bound::unbind)
+        })
     }
 }
 
@@ -112,15 +141,9 @@ impl PyCredentials {
     }
 
     /// botocore's `ReadOnlyCredentials(access_key, secret_key, token)` (a subclass whose repr
-    /// hides the secret and the token).
+    /// hides the secret and the token), built once per `Credentials` object.
     fn to_botocore<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        py.import("creds_core._provider")?
-            .getattr("FrozenCredentials")?
-            .call1((
-                self.inner.access_key_id(),
-                self.inner.secret_access_key(),
-                self.inner.session_token(),
-            ))
+        self.frozen(py).map(|f| f.bind(py).clone())
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {

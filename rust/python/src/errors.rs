@@ -33,6 +33,13 @@ create_exception!(
 );
 create_exception!(
     creds_core,
+    UserActionRequired,
+    NonRecoverableError,
+    "Only the user can fix it (an expired IAM Identity Center token, `aws login` needed again, \
+     an MFA code); the message says what to run. Cached credentials are served until they expire."
+);
+create_exception!(
+    creds_core,
     ProviderTimedOut,
     ProviderError,
     "The source did not answer within load_timeout and there was nothing to fall back on."
@@ -56,6 +63,7 @@ pub fn to_pyerr(py: Python<'_>, e: &CoreError) -> PyErr {
     let err = match e.kind() {
         ErrorKind::NotLoaded => CredentialsNotLoaded::new_err(message),
         ErrorKind::NonRecoverable => NonRecoverableError::new_err(message),
+        ErrorKind::NeedsUser => UserActionRequired::new_err(message),
         ErrorKind::TimedOut => ProviderTimedOut::new_err(message),
         ErrorKind::Cycle => CredentialCycleError::new_err(message),
         ErrorKind::Recoverable | ErrorKind::Interrupted => ProviderError::new_err(message),
@@ -82,6 +90,8 @@ pub fn from_pyerr(py: Python<'_>, err: PyErr) -> CoreError {
             ErrorKind::NotLoaded
         } else if err.is_instance_of::<CredentialCycleError>(py) {
             ErrorKind::Cycle
+        } else if err.is_instance_of::<UserActionRequired>(py) {
+            ErrorKind::NeedsUser
         } else if err.is_instance_of::<NonRecoverableError>(py) {
             ErrorKind::NonRecoverable
         } else if err.is_instance_of::<ProviderTimedOut>(py) {
@@ -134,6 +144,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add("ProviderError", py.get_type::<ProviderError>())?;
     m.add("NonRecoverableError", py.get_type::<NonRecoverableError>())?;
+    m.add("UserActionRequired", py.get_type::<UserActionRequired>())?;
     m.add("ProviderTimedOut", py.get_type::<ProviderTimedOut>())?;
     m.add(
         "CredentialCycleError",

@@ -14,7 +14,7 @@ use crate::convert;
 
 /// Caps concurrent source calls and their rate across every cache that shares it, slows down
 /// on throttling, and opens a circuit breaker after repeated failures.
-#[pyclass(frozen, module = "creds_core", name = "Limiter")]
+#[pyclass(frozen, weakref, module = "creds_core", name = "Limiter")]
 pub struct PyLimiter {
     pub limiter: Arc<Limiter>,
 }
