@@ -17,7 +17,7 @@ use crate::aio::{self, Waiters};
 use crate::{convert, errors, provider, runtime, workers};
 
 /// A credential cache with single-flight refresh and the AWS refresh policy.
-#[pyclass(frozen, module = "creds_core", name = "CredentialCache")]
+#[pyclass(frozen, weakref, module = "creds_core", name = "CredentialCache")]
 pub struct PyCredentialCache {
     cache: CredentialCache,
     provider: Py<PyAny>,
