@@ -23,6 +23,7 @@ use pyo3::types::PyTuple;
 use tokio::sync::oneshot;
 
 use crate::credentials::PyCredentials;
+use crate::process_local::ProcessLocal;
 use crate::workers::Answer;
 use crate::{errors, provider, shutdown};
 
@@ -31,6 +32,60 @@ const DELIVER_CHUNK: usize = 256;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Work for Python, handed over by runtime threads (a provider call to start, results to
+/// deliver).
+type PythonJob = Box<dyn FnOnce(Python<'_>) + Send>;
+
+#[derive(Default)]
+struct PythonJobs {
+    jobs: Vec<PythonJob>,
+    draining: bool,
+}
+
+// A forked child starts with an empty queue (a parent thread may have held its lock).
+static PYTHON_JOBS: ProcessLocal<Mutex<PythonJobs>> = ProcessLocal::new();
+
+/// Run `job` with the GIL, soon, on a blocking thread. Jobs queued meanwhile run under the
+/// same GIL hold: three hundred refreshes finishing together take the GIL once or a few times,
+/// not three hundred threads queueing for it (which starves the caller's event loop).
+fn with_gil_soon(job: PythonJob) {
+    let jobs = PYTHON_JOBS.get();
+    let mut queue = lock(&jobs);
+    queue.jobs.push(job);
+    if queue.draining {
+        return;
+    }
+    queue.draining = true;
+    drop(queue);
+    creds_core::runtime::handle().spawn_blocking(move || loop {
+        let taken = {
+            let mut queue = lock(&jobs);
+            if queue.jobs.is_empty() {
+                queue.draining = false;
+                return;
+            }
+            std::mem::take(&mut queue.jobs)
+        };
+        let ran = shutdown::attach(|py| {
+            for job in taken {
+                job(py);
+            }
+        });
+        if ran.is_none() {
+            // The interpreter is exiting: nobody can receive them.
+            let mut queue = lock(&jobs);
+            queue.jobs.clear();
+            queue.draining = false;
+            return;
+        }
+    });
+}
+
+/// Called in a forked child: the parent's queue and its drainer do not exist there.
+pub fn after_fork_in_child() {
+    PYTHON_JOBS.forget();
 }
 
 /// The waiting futures of one event loop, served by one wait on the runtime.
@@ -129,10 +184,7 @@ pub fn wait<'py>(
         let Some(batch) = waiters.take(id) else {
             return;
         };
-        // Taking the GIL may take a while: not on a runtime worker.
-        tokio::task::spawn_blocking(move || {
-            shutdown::attach(|py| deliver(py, batch, outcome));
-        });
+        with_gil_soon(Box::new(move |py| deliver(py, batch, outcome)));
     });
     Ok(future)
 }
@@ -293,25 +345,19 @@ pub async fn call(call: Arc<Py<PyAny>>) -> Option<Answer> {
         ctx: flight::current(),
         tx: Mutex::new(Some(tx)),
     };
-    // Taking the GIL may take a while: not on a runtime worker.
-    let submitted = tokio::task::spawn_blocking(move || {
-        shutdown::attach(|py| -> PyResult<()> {
-            let task = Py::new(py, task)?;
+    let (submitted_tx, submitted_rx) = oneshot::channel::<Option<CoreError>>();
+    with_gil_soon(Box::new(move |py| {
+        let submitted = Py::new(py, task).and_then(|task| {
             py.import("creds_core._aio_loop")?
-                .call_method1("submit", PyTuple::new(py, [task])?)?;
-            Ok(())
-        })
-    })
-    .await;
-    match submitted {
-        Ok(Some(Ok(()))) => {}
-        Ok(Some(Err(e))) => {
-            let error = shutdown::attach(|py| errors::from_pyerr(py, e))
-                .unwrap_or_else(crate::workers::exiting);
-            return Some(Err(error));
-        }
-        Ok(None) => return Some(Err(crate::workers::exiting())),
-        Err(_) => return None,
+                .call_method1("submit", PyTuple::new(py, [task])?)
+                .map(drop)
+        });
+        let _ = submitted_tx.send(submitted.err().map(|e| errors::from_pyerr(py, e)));
+    }));
+    match submitted_rx.await {
+        Ok(None) => rx.await.ok(),
+        Ok(Some(error)) => Some(Err(error)),
+        // Dropped unsubmitted: the interpreter is exiting.
+        Err(_) => Some(Err(crate::workers::exiting())),
     }
-    rx.await.ok()
 }

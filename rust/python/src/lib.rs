@@ -53,6 +53,7 @@ fn runtime_config() -> (usize, usize) {
 fn _after_fork_in_child() {
     creds_core::runtime::after_fork_in_child();
     workers::after_fork_in_child();
+    aio::after_fork_in_child();
     shutdown::after_fork_in_child();
 }
 
