@@ -5,6 +5,8 @@ coroutines on creds_core's loop; the package without the extra."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import subprocess
 import sys
 import textwrap
@@ -12,21 +14,21 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError
+from test_asyncio import Ticker, _run_without_a_loop
+from test_boto3 import RejectingServer
 
 import creds_core.aiobotocore as ca
 import creds_core.boto3 as cb
-from creds_core import CredentialCache, Credentials, NonRecoverableError
-from creds_core import _aio_loop
+from creds_core import CredentialCache, Credentials, NonRecoverableError, _aio_loop
 from helpers import SECRET, Scripted, creds
 from server_fixtures import StsServer
-from test_asyncio import Ticker, _run_without_a_loop
-from test_boto3 import RejectingServer
 
 pytestmark = pytest.mark.usefixtures("isolated_aws")
 
@@ -94,7 +96,7 @@ def test_without_the_extra_the_import_error_says_what_to_install() -> None:
     assert "pip install 'creds_core[aio]'" in done.stdout
 
 
-# --- sessions --------------------------------------------------------------------------------------
+# --- sessions ------------------------------------------------------------------------------------
 
 
 def test_a_session_signs_every_request_through_the_cache(sts_server: StsServer) -> None:
@@ -113,9 +115,9 @@ def test_a_session_signs_every_request_through_the_cache(sts_server: StsServer) 
             await sts.get_caller_identity()  # the next request signs with fresh credentials
 
     asyncio.run(main())
-    assert [c.signer_access_key_id for c in sts_server.calls] == [
-        "AKIAAIOSESSION000001"
-    ] * 3 + ["AKIAAIOSESSION000002"]
+    assert [c.signer_access_key_id for c in sts_server.calls] == ["AKIAAIOSESSION000001"] * 3 + [
+        "AKIAAIOSESSION000002"
+    ]
     assert p.calls == 2
 
 
@@ -136,7 +138,7 @@ def test_credentials_are_aiobotocore_credentials_answering_readonlycredentials()
     assert isinstance(credentials, AioCredentials)
     assert isinstance(first, ReadOnlyCredentials)
     ak, sk, token, *_ = first  # code in the wild unpacks it
-    assert (ak, sk) == ("AKIAFROZEN0000000001", SECRET)
+    assert (ak, sk, token) == ("AKIAFROZEN0000000001", SECRET, None)
     assert second is first  # built once per cached entry
     assert account is None
     assert credentials.method.endswith("<lambda>")  # the name of the provider that served
@@ -211,12 +213,14 @@ def test_no_retry_when_the_source_answers_the_rejected_key_again() -> None:
         assert server.signers == ["AKIASAMEKEYAIO000001"]  # a retry would fail the same way
 
 
-# --- assume_role -----------------------------------------------------------------------------------
+# --- assume_role ---------------------------------------------------------------------------------
 
 
 def test_assume_role_gives_a_session_of_the_role(sts_server: StsServer) -> None:
     source = _source()
-    role = ca.assume_role(source, "arn:aws:iam::111122223333:role/reader", endpoint_url=sts_server.url)
+    role = ca.assume_role(
+        source, "arn:aws:iam::111122223333:role/reader", endpoint_url=sts_server.url
+    )
 
     async def main() -> tuple[str, Any]:
         async with role.create_client(
@@ -262,7 +266,9 @@ def test_assume_role_runs_on_creds_core_loop_and_keeps_its_sts_client_across_ref
     sts_server: StsServer,
 ) -> None:
     source = _source()
-    role = ca.assume_role(source, "arn:aws:iam::111122223333:role/kept", endpoint_url=sts_server.url)
+    role = ca.assume_role(
+        source, "arn:aws:iam::111122223333:role/kept", endpoint_url=sts_server.url
+    )
     cache = ca.get_cache(role)
     assert cache is not None
     loops: list[Any] = []
@@ -288,7 +294,9 @@ def test_roles_share_the_sts_endpoint_limiter_with_the_sync_module(
     sts_server: StsServer, fresh_limiters: None
 ) -> None:
     source = _source()
-    role = ca.assume_role(source, "arn:aws:iam::111122223333:role/limited", endpoint_url=sts_server.url)
+    role = ca.assume_role(
+        source, "arn:aws:iam::111122223333:role/limited", endpoint_url=sts_server.url
+    )
     cache = ca.get_cache(role)
     assert cache is not None
     assert cache.limiter is cb.sts_limiter(source, endpoint_url=sts_server.url)
@@ -350,16 +358,45 @@ def test_assume_role_against_moto_then_s3_with_the_role(moto_endpoint: str) -> N
     assert "assumed-role/moto-role" in arn
 
 
+@contextlib.contextmanager
+def sts_in_a_process(**options: Any) -> Iterator[str]:
+    """An StsServer in a process of its own (its threads then do not compete with the loop
+    being measured for this process's GIL); yields its URL, stops it on exit."""
+    code = (
+        "import json, sys\n"
+        "from creds_core.testing.servers import StsServer\n"
+        "with StsServer(**json.loads(sys.argv[1])) as server:\n"
+        "    print(server.url, flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(options)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            yield process.stdout.readline().strip()
+        finally:
+            process.stdin.close()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
 def test_300_roles_at_once_against_a_100_calls_per_second_sts_do_not_stall_the_loop(
     fresh_limiters: None,
 ) -> None:
     roles = 300
-    with StsServer(rate=100, delay=0.02, max_requests=5_000, max_seconds=120) as sts:
+    options = {"rate": 100, "delay": 0.02, "max_requests": 5_000, "max_seconds": 120}
+    with sts_in_a_process(**options) as url:
         source = _source()
         arns = [f"arn:aws:iam::{100_000_000_000 + i}:role/r300" for i in range(roles)]
 
         async def resolve(arn: str) -> str:
-            role = ca.assume_role(source, arn, role_session_name="r300", endpoint_url=sts.url)
+            role = ca.assume_role(source, arn, role_session_name="r300", endpoint_url=url)
             credentials = await role.get_credentials()
             return str((await credentials.get_frozen_credentials()).access_key)
 
@@ -371,16 +408,16 @@ def test_300_roles_at_once_against_a_100_calls_per_second_sts_do_not_stall_the_l
         started = time.monotonic()
         got, stall = asyncio.run(main())
         took = time.monotonic() - started
-        calls = sts.calls
     failures = [g for g in got if isinstance(g, BaseException)]
-    outcomes = Counter((c.action, c.outcome) for c in calls)
+    limiter = cb.sts_limiter(source, endpoint_url=url)
     print(
         f"\n{roles} roles at once, STS at 100 calls/s: {took:.1f} s, longest loop stall "
         f"{stall * 1000:.1f} ms, {len(failures)} failures "
-        f"({Counter(type(f).__name__ for f in failures)}), STS answers {dict(outcomes)}"
+        f"({Counter(type(f).__name__ for f in failures)}), limiter {limiter.stats()}"
     )
     assert not failures, f"{len(failures)} failures, e.g. {failures[0]!r}"
     assert len(set(got)) == roles
+    assert limiter.stats()["acquired"] >= roles  # every AssumeRole went through it
     assert stall < 0.5  # generous; benches/test_asyncio.py measures it (target < 50 ms)
 
 
@@ -397,7 +434,9 @@ def test_the_loop_of_creds_core_is_one_thread_for_every_role(sts_server: StsServ
         ca.AioAssumeRoleProvider.provide = spy  # type: ignore[method-assign]
         caches = [
             ca.get_cache(
-                ca.assume_role(source, f"arn:aws:iam::1111222233{i:02d}:role/t", endpoint_url=sts_server.url)
+                ca.assume_role(
+                    source, f"arn:aws:iam::1111222233{i:02d}:role/t", endpoint_url=sts_server.url
+                )
             )
             for i in range(10)
         ]

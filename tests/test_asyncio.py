@@ -239,7 +239,7 @@ def test_async_providers_of_many_caches_run_concurrently_on_the_one_loop() -> No
 
     start = time.perf_counter()
     assert asyncio.run(main()) == {"LOOP1"}
-    # 50 × 0.2 s one after the other would take 10 s: they overlap on the loop.
+    # 50 times 0.2 s one after the other would take 10 s: they overlap on the loop.
     assert time.perf_counter() - start < 8.0
     assert {t for p in providers for t in p.threads} == {"creds-core-loop"}
 

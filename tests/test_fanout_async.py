@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from aiobotocore.config import AioConfig
 from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
+from test_asyncio import Ticker
 
 import creds_core.aiobotocore as ca
 import creds_core.boto3 as cb
@@ -22,7 +23,6 @@ from creds_core import Credentials, Limiter, NonRecoverableError
 from creds_core.fanout import FanOutResult, fan_out_async
 from helpers import SECRET
 from server_fixtures import StsServer, servers
-from test_asyncio import Ticker
 
 pytestmark = pytest.mark.usefixtures("isolated_aws")
 
@@ -92,7 +92,11 @@ def test_a_thousand_roles_against_a_throttling_sts_with_no_caller_failure(
     )
     assert result.ok, f"{result.failed} failures: {result.error_summary()}"
     assert elapsed < 120  # about 25 s here; slack for a busy machine
-    issued = {c.role_arn: c.issued_access_key_id for c in calls if c.action == "AssumeRole" and c.outcome == "ok"}
+    issued = {
+        c.role_arn: c.issued_access_key_id
+        for c in calls
+        if c.action == "AssumeRole" and c.outcome == "ok"
+    }
     assert len(issued) == ROLES  # one successful AssumeRole per role
     for account, arn in result.results.items():
         assert arn == f"arn:aws:sts::{account}:assumed-role/fan-out/fan-out"

@@ -12,8 +12,8 @@ import inspect
 import itertools
 import threading
 
-from creds_core._core import _Task, _WorkerPool
 from creds_core import _aio_loop
+from creds_core._core import _Task, _WorkerPool
 
 _numbers = itertools.count(1)
 

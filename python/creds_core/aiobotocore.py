@@ -59,6 +59,7 @@ from botocore.exceptions import ClientError
 
 from creds_core import _aio_loop
 from creds_core._core import (
+    THROTTLING_CODES,
     CredentialCache,
     CredentialCycleError,
     Credentials,
@@ -68,7 +69,6 @@ from creds_core._core import (
     NonRecoverableError,
     ProviderError,
 )
-from creds_core._core import THROTTLING_CODES
 from creds_core._sessions import PersistentTrie, copy_emitter
 from creds_core.boto3 import EXPIRED_TOKEN_CODES, _SignedRequest, sts_limiter
 from creds_core.providers._sts import quiet_botocore
@@ -148,15 +148,15 @@ class AioCacheCredentials(AioCredentials):  # type: ignore[misc]
     # botocore's synchronous attributes, for code that reads them: the cache's blocking door
     # (at once on fresh credentials; otherwise it waits, as botocore's properties do).
     @property
-    def access_key(self) -> str:  # type: ignore[override]
+    def access_key(self) -> str:
         return self._cache.get().access_key_id
 
     @property
-    def secret_key(self) -> str:  # type: ignore[override]
+    def secret_key(self) -> str:
         return self._cache.get().secret_access_key
 
     @property
-    def token(self) -> str | None:  # type: ignore[override]
+    def token(self) -> str | None:
         return self._cache.get().session_token
 
     @property
@@ -164,7 +164,7 @@ class AioCacheCredentials(AioCredentials):  # type: ignore[misc]
         return self._cache.get().account_id
 
     @property
-    def method(self) -> str:  # type: ignore[override]
+    def method(self) -> str:
         # Never waits (aiobotocore reads it on the loop when it makes a client).
         last = self._last
         return (last[0].provider_name if last is not None else None) or METHOD
@@ -280,15 +280,16 @@ def _provider_for(aio_session: AioSession) -> Any:
     loaded = getattr(aio_session, "_credentials", None)
     if isinstance(loaded, AioCacheCredentials):
         return loaded.cache.provider
-    if type(loaded) is AioCredentials:  # set_credentials(...) given in code
+    if loaded is not None and type(loaded) is AioCredentials:  # set_credentials() in code
         from creds_core.providers.static import StaticProvider
 
-        if loaded.access_key and loaded.secret_key:
+        given: Any = loaded
+        if given.access_key and given.secret_key:
             return StaticProvider(
-                loaded.access_key,
-                loaded.secret_key,
-                loaded.token,
-                account_id=getattr(loaded, "account_id", None),
+                given.access_key,
+                given.secret_key,
+                given.token,
+                account_id=getattr(given, "account_id", None),
             )
     from creds_core.providers import default_chain
 
@@ -523,9 +524,11 @@ def _source_cache(source: Any) -> tuple[CredentialCache, AioSession | None]:
             if cache is None:
                 cache = install(source)
         return cache, source
+    import boto3
+
     import creds_core.boto3 as cb
 
-    if isinstance(source, (botocore.session.Session, cb.boto3.Session)):
+    if isinstance(source, (botocore.session.Session, boto3.Session)):
         botocore_session = cb._botocore_session(source)
         with cb._ROLE_LOCK:
             cache = cb.get_cache(botocore_session) or cb.install(botocore_session)
@@ -541,10 +544,8 @@ class _RoleSession(AioSession):  # type: ignore[misc]
     half the cost of a session) is built when first asked for, not up front."""
 
     def _register_config_store(self) -> None:
-        parent = super()
-
         def build() -> Any:
-            parent._register_config_store()
+            AioSession._register_config_store(self)
             return self._components.get_component("config_store")
 
         self._components.lazy_register_component("config_store", build)
@@ -600,7 +601,7 @@ def _role_session(like: AioSession, cache: CredentialCache) -> AioSession:
     result = template.session(like.instance_variables())
     _attach(result, cache, new=True)
     # The role's cache and the template live as long as a session made for them does.
-    result._creds_core_role = (cache, template)  # type: ignore[attr-defined]
+    result._creds_core_role = (cache, template)
     return result
 
 
