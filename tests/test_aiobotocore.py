@@ -27,7 +27,7 @@ from test_boto3 import RejectingServer
 import creds_core.aiobotocore as ca
 import creds_core.boto3 as cb
 from creds_core import CredentialCache, Credentials, NonRecoverableError, _aio_loop
-from helpers import SECRET, Scripted, creds
+from helpers import SECRET, TOKEN, Scripted, creds
 from server_fixtures import StsServer
 
 pytestmark = pytest.mark.usefixtures("isolated_aws")
@@ -138,7 +138,7 @@ def test_credentials_are_aiobotocore_credentials_answering_readonlycredentials()
     assert isinstance(credentials, AioCredentials)
     assert isinstance(first, ReadOnlyCredentials)
     ak, sk, token, *_ = first  # code in the wild unpacks it
-    assert (ak, sk, token) == ("AKIAFROZEN0000000001", SECRET, None)
+    assert (ak, sk, token) == ("AKIAFROZEN0000000001", SECRET, TOKEN)
     assert second is first  # built once per cached entry
     assert account is None
     assert credentials.method.endswith("<lambda>")  # the name of the provider that served
