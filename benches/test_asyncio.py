@@ -10,7 +10,8 @@
   ``target/aio-peer-venv`` (skipped when it cannot be installed).
 * Many waiters: ``WAITERS`` coroutines (tasks) awaiting one refresh whose source answers
   after 200 ms; when the last one is served, the longest stall of the loop while they wait
-  and are woken (a ticker task sleeping 1 ms), source calls.  creds_core against aiobotocore's ``AioRefreshableCredentials`` (its
+  and are woken (a ticker task sleeping 1 ms), source calls.  creds_core against
+  aiobotocore's ``AioRefreshableCredentials`` (its
   refresh under an ``asyncio.Lock``).
 * Fan-out: ready per-account aiobotocore S3 clients for 1,000 roles through the local
   StsServer (100 calls/s, 20 ms per answer), each case in a fresh process
