@@ -13,6 +13,9 @@ Cases:
 * ``creds_core``: ``creds_core.fanout.fan_out_async`` (``creds_core.aiobotocore.assume_role``
   per account: a cache per role behind the STS endpoint's Limiter, STS calls as coroutines on
   creds_core's own loop, role sessions from a shared template), ``fn`` makes the S3 client.
+* ``creds_core-nogc``: the same with Python's cyclic garbage collector off during the fan-out:
+  with a thousand clients held, a full collection stalls the loop for most of a second,
+  whatever made the clients; this case shows the stalls that are not the collector's.
 * ``aiobotocore``: the hand-written way: one STS client of the source AioSession calls
   ``assume_role`` per account (aiobotocore's default retries), then a new ``AioSession`` per
   account given the role's keys makes the S3 client.
@@ -30,7 +33,7 @@ import time
 from typing import Any
 
 CONCURRENCY = 64
-CASES = ("creds_core", "aiobotocore")
+CASES = ("creds_core", "creds_core-nogc", "aiobotocore")
 REGION = "us-east-1"
 SOURCE_KEY = "AKIAAIOFANOUTBENCH01"
 SOURCE_SECRET = "aio-fanout-bench-source-secret-not-real"
@@ -69,7 +72,7 @@ async def run(case: str, accounts: int, url: str) -> dict[str, Any]:
     held: list[Any] = []
     failures = 0
 
-    if case == "creds_core":
+    if case in ("creds_core", "creds_core-nogc"):
         import creds_core.aiobotocore as ca
         from creds_core.fanout import fan_out_async
 
@@ -133,9 +136,12 @@ async def run(case: str, accounts: int, url: str) -> dict[str, Any]:
     ticker = Ticker()
     tick = asyncio.ensure_future(ticker.run())
     await asyncio.sleep(0.01)
+    if case.endswith("-nogc"):
+        gc.disable()
     started = time.perf_counter()
     await fan()
     elapsed = time.perf_counter() - started
+    gc.enable()
     tick.cancel()
     gc.collect()
     after = _rss_mb()

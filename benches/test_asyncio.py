@@ -16,7 +16,9 @@
 * Fan-out: ready per-account aiobotocore S3 clients for 1,000 roles through the local
   StsServer (100 calls/s, 20 ms per answer), each case in a fresh process
   (``aio_fanout_worker.py``): ``fan_out_async`` against an ``AioSession`` per account made by
-  hand (``PEER_ACCOUNTS`` accounts: at about 12 MB each, 1,000 would need 12 GB).
+  hand (``PEER_ACCOUNTS`` accounts: at about 12 MB each, 1,000 would need 12 GB).  The
+  fan-out is run a second time with Python's cyclic GC off: its full collections over a
+  thousand held clients are most of the longest loop stall.
 
 make bench     (or: .venv/bin/python -m pytest benches/test_asyncio.py --benchmark-only)
 """
@@ -273,9 +275,14 @@ def test_many_waiters(benchmark: Any, name: str) -> None:
 
 # --- fan-out -------------------------------------------------------------------------------------
 
-FAN_CASES = [("creds_core", ACCOUNTS), ("aiobotocore", PEER_ACCOUNTS)]
+FAN_CASES = [
+    ("creds_core", ACCOUNTS),
+    ("creds_core-nogc", ACCOUNTS),
+    ("aiobotocore", PEER_ACCOUNTS),
+]
 FAN_NAMES = {
     "creds_core": "creds_core fan_out_async",
+    "creds_core-nogc": "creds_core fan_out_async (cyclic GC off)",
     "aiobotocore": "aiobotocore: an AioSession per account",
 }
 
