@@ -22,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from report_asyncio import asyncio_section
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / ".benchmarks" / "latest.json"
 COMMAND = "make bench"
@@ -32,6 +34,7 @@ PACKAGES = (
     "boto3",
     "boto3-refresh-session",
     "aws-assume-role-lib",
+    "aiobotocore",
     "pytest-benchmark",
 )
 
@@ -460,7 +463,7 @@ def _version(package: str) -> str:
 def markdown(data: dict[str, Any]) -> str:
     benches: list[Bench] = data["benchmarks"]
     lines = header(data)
-    for section in (hot_path, single_flight, fanout, storm, slow_source):
+    for section in (hot_path, single_flight, fanout, storm, slow_source, asyncio_section):
         lines += section(benches)
     return "\n".join(lines).rstrip() + "\n"
 
