@@ -17,6 +17,8 @@ __all__ = [
     "ProviderChain",
     "ProviderError",
     "ProviderTimedOut",
+    "_AsyncTask",
+    "_Flight",
     "_Task",
     "_WorkerPool",
     "_after_fork_in_child",

@@ -244,15 +244,12 @@ impl Deliver {
             }
             match &this.result {
                 Ok(credentials) => future.call_method1("set_result", (credentials,))?,
-                Err(e) => {
-                    future.call_method1("set_exception", (errors::to_pyerr(py, e).into_value(py),))?
-                }
+                Err(e) => future
+                    .call_method1("set_exception", (errors::to_pyerr(py, e).into_value(py),))?,
             };
         }
         if !lock(&this.futures).is_empty() {
-            this.event_loop
-                .bind(py)
-                .call_method1("call_soon", (slf,))?;
+            this.event_loop.bind(py).call_method1("call_soon", (slf,))?;
         }
         Ok(())
     }
@@ -274,9 +271,19 @@ impl PyFlight {
 }
 
 /// `ctx` as a Python object.
-pub fn flight_handle(py: Python<'_>, ctx: Option<&Arc<FlightCtx>>) -> PyResult<Option<Py<PyFlight>>> {
-    ctx.map(|ctx| Py::new(py, PyFlight { ctx: Arc::clone(ctx) }))
-        .transpose()
+pub fn flight_handle(
+    py: Python<'_>,
+    ctx: Option<&Arc<FlightCtx>>,
+) -> PyResult<Option<Py<PyFlight>>> {
+    ctx.map(|ctx| {
+        Py::new(
+            py,
+            PyFlight {
+                ctx: Arc::clone(ctx),
+            },
+        )
+    })
+    .transpose()
 }
 
 /// One call of a coroutine provider on creds_core's loop.

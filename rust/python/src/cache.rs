@@ -11,9 +11,9 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::aio::{self, Waiters};
 use crate::credentials::PyCredentials;
 use crate::limiter::PyLimiter;
-use crate::aio::{self, Waiters};
 use crate::{convert, errors, provider, runtime, workers};
 
 /// A credential cache with single-flight refresh and the AWS refresh policy.

@@ -88,7 +88,8 @@ fn make_type(py: Python<'_>) -> PyResult<Py<PyType>> {
         slot(ffi::Py_tp_dealloc, dealloc as *mut c_void),
         slot(
             ffi::Py_tp_doc,
-            c"An awaitable that is already done (creds_core's async hot path).".as_ptr() as *mut c_void,
+            c"An awaitable that is already done (creds_core's async hot path).".as_ptr()
+                as *mut c_void,
         ),
     ];
     let mut flags = ffi::Py_TPFLAGS_DEFAULT;
