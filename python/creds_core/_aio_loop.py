@@ -32,6 +32,15 @@ _loop: asyncio.AbstractEventLoop | None = None
 _pid = 0
 
 
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a parent thread may have held it at fork time
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def get_loop() -> asyncio.AbstractEventLoop:
     """creds_core's loop, started on first use (and again after a fork)."""
     global _loop, _pid

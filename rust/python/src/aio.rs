@@ -92,6 +92,9 @@ pub fn after_fork_in_child() {
 struct Batch {
     id: u64,
     generation: u64,
+    /// False for a lookup nested in a provider's refresh: its outcome (a cycle error, say) is
+    /// that lookup's own, so nobody else joins it.
+    shared: bool,
     event_loop: Py<PyAny>,
     futures: Vec<Py<PyAny>>,
 }
@@ -157,10 +160,9 @@ pub fn wait<'py>(
     {
         let mut batches = lock(&waiters.batches);
         if parent.is_none() {
-            if let Some(batch) = batches
-                .iter_mut()
-                .find(|b| b.generation == generation && b.event_loop.bind(py).is(&event_loop))
-            {
+            if let Some(batch) = batches.iter_mut().find(|b| {
+                b.shared && b.generation == generation && b.event_loop.bind(py).is(&event_loop)
+            }) {
                 batch.futures.push(future.clone().unbind());
                 return Ok(future);
             }
@@ -168,6 +170,7 @@ pub fn wait<'py>(
         batches.push(Batch {
             id,
             generation,
+            shared: parent.is_none(),
             event_loop: event_loop.unbind(),
             futures: vec![future.clone().unbind()],
         });
@@ -239,13 +242,19 @@ impl Deliver {
         };
         for future in chunk {
             let future = future.bind(py);
-            if future.call_method0("done")?.is_truthy()? {
-                continue; // cancelled meanwhile
+            // One future's trouble (cancelled meanwhile: done) never keeps the others waiting.
+            if future
+                .call_method0("done")
+                .and_then(|d| d.is_truthy())
+                .unwrap_or(true)
+            {
+                continue;
             }
-            match &this.result {
-                Ok(credentials) => future.call_method1("set_result", (credentials,))?,
-                Err(e) => future
-                    .call_method1("set_exception", (errors::to_pyerr(py, e).into_value(py),))?,
+            let _ = match &this.result {
+                Ok(credentials) => future.call_method1("set_result", (credentials,)),
+                Err(e) => {
+                    future.call_method1("set_exception", (errors::to_pyerr(py, e).into_value(py),))
+                }
             };
         }
         if !lock(&this.futures).is_empty() {
