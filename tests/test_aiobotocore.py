@@ -444,3 +444,31 @@ def test_the_loop_of_creds_core_is_one_thread_for_every_role(sts_server: StsServ
     finally:
         ca.AioAssumeRoleProvider.provide = original  # type: ignore[method-assign]
     assert threads == {"creds-core-loop"}
+
+
+def test_every_throttled_assume_role_answer_reaches_the_limiter(
+    sts_server: StsServer, fresh_limiters: None
+) -> None:
+    # 5 calls/s, bucket of 1: 20 roles at once get throttled answers, which the aiobotocore
+    # client's own retry absorbs in part; each one is reported to the shared Limiter.
+    sts_server.rate = 5.0
+    sts_server.burst = 1.0
+    source = _source()
+    arns = [f"arn:aws:iam::{200_000_000_000 + i}:role/throttled" for i in range(20)]
+
+    async def resolve(arn: str) -> str:
+        role = ca.assume_role(
+            source, arn, endpoint_url=sts_server.url, cache_options={"load_timeout": 60.0}
+        )
+        credentials = await role.get_credentials()
+        return str((await credentials.get_frozen_credentials()).access_key)
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(resolve(a) for a in arns), return_exceptions=True)
+
+    got = asyncio.run(main())
+    throttled = sum(c.action == "AssumeRole" and c.outcome == "throttled" for c in sts_server.calls)
+    limiter = cb.sts_limiter(source, endpoint_url=sts_server.url)
+    assert throttled > 0
+    assert limiter.stats()["throttled"] == throttled
+    assert all(isinstance(g, str) for g in got), [g for g in got if not isinstance(g, str)][:1]
