@@ -362,8 +362,17 @@ def _report_throttling(response: tuple[Any, Any] | None = None, **_: Any) -> Non
 # STS clients live on creds_core's loop (they are bound to it): created and used only there,
 # so this registry is touched by that one thread; a forked child starts with none.
 _STS_CLIENTS: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+# What each key names, kept alive as long as its client (so the ids in the key stay unique).
+_KEEP: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+
+def _forget_sts_clients() -> None:
+    _STS_CLIENTS.clear()
+    _KEEP.clear()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_STS_CLIENTS.clear)
+    os.register_at_fork(after_in_child=_forget_sts_clients)
 
 
 async def _sts_client(
@@ -380,16 +389,15 @@ async def _sts_client(
     if made is None:
         made = asyncio.ensure_future(_make_sts_client(like, source, region, endpoint_url, config))
         _STS_CLIENTS[key] = made
-        _KEEP[key] = (like, source, config)  # what the key names lives as long as the client
+        _KEEP[key] = (like, source, config)
     try:
         return await asyncio.shield(made)
     except BaseException:
         if made.done() and _STS_CLIENTS.get(key) is made:
-            del _STS_CLIENTS[key]  # a failed creation is tried again by the next refresh
+            # A failed creation is tried again by the next refresh.
+            del _STS_CLIENTS[key]
+            _KEEP.pop(key, None)
         raise
-
-
-_KEEP: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 
 
 async def _make_sts_client(
