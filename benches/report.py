@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import shared_tier
+from report_asyncio import asyncio_section
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / ".benchmarks" / "latest.json"
@@ -34,6 +35,7 @@ PACKAGES = (
     "boto3",
     "boto3-refresh-session",
     "aws-assume-role-lib",
+    "aiobotocore",
     "pytest-benchmark",
 )
 
@@ -462,7 +464,7 @@ def _version(package: str) -> str:
 def markdown(data: dict[str, Any]) -> str:
     benches: list[Bench] = data["benchmarks"]
     lines = header(data)
-    for section in (hot_path, single_flight, fanout, storm, slow_source):
+    for section in (hot_path, single_flight, fanout, storm, slow_source, asyncio_section):
         lines += section(benches)
     lines += shared_tier.report_sections(benches)  # the shared tier and serve (own file)
     return "\n".join(lines).rstrip() + "\n"

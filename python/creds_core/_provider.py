@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from typing import Any, Union
 
 from botocore.credentials import ReadOnlyCredentials
@@ -19,7 +18,9 @@ class Provider:
 
     ``provide()`` returns :class:`Credentials`, a mapping (botocore, STS or credential_process
     keys) or ``None`` ("nothing here", like raising :class:`CredentialsNotLoaded`). It runs on one
-    of creds_core's worker threads (Python daemon threads), never on the event loop. Raise
+    of creds_core's worker threads (Python daemon threads), never on the caller's event loop;
+    an ``async def provide()`` runs on creds_core's own event loop (one long-lived loop on a
+    thread of its own), so clients it keeps stay usable across refreshes. Raise
     :class:`NonRecoverableError` for failures that retrying will not fix; anything else is
     treated as recoverable.
 
@@ -35,15 +36,6 @@ class Provider:
 
     def fallback_on_interrupt(self) -> Credentials | None:
         return None
-
-
-def run_awaitable(awaitable: Awaitable[Any]) -> Any:
-    """Run an async provider's answer to completion on the current (worker) thread."""
-
-    async def _await() -> Any:
-        return await awaitable
-
-    return asyncio.run(_await())
 
 
 class FrozenCredentials(ReadOnlyCredentials):

@@ -12,8 +12,8 @@ import inspect
 import itertools
 import threading
 
+from creds_core import _aio_loop
 from creds_core._core import _Task, _WorkerPool
-from creds_core._provider import run_awaitable
 
 _numbers = itertools.count(1)
 
@@ -58,7 +58,7 @@ def _run(task: _Task) -> None:
     try:
         answer = provide()
         if inspect.isawaitable(answer):
-            answer = run_awaitable(answer)
+            answer = _aio_loop.run(answer, task.flight)
     except BaseException as exc:  # every failure is the provider's answer, reported to its cache
         task.fail(exc)
     else:

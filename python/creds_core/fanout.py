@@ -32,6 +32,7 @@ exception's type only.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import logging
@@ -40,7 +41,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, Union, cast
 
@@ -49,10 +50,12 @@ import botocore.session
 
 from creds_core._core import CredentialsError, Limiter
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the asyncio twin needs the extra creds_core[aio]; fan_out does not
+    from aiobotocore.session import AioSession
+
     from creds_core.redis import RedisTier
 
-__all__ = ["DEFAULT_LOAD_TIMEOUT", "FanOutResult", "fan_out", "role_arn_for"]
+__all__ = ["DEFAULT_LOAD_TIMEOUT", "FanOutResult", "fan_out", "fan_out_async", "role_arn_for"]
 
 LOG = logging.getLogger(__name__)
 
@@ -328,6 +331,121 @@ def _run(
     for thread in threads:
         thread.join()
     return outcomes
+
+
+# --- asyncio -------------------------------------------------------------------------------------
+
+_DEFAULT_AIO_LOCK = threading.Lock()
+_DEFAULT_AIO_SESSION: AioSession | None = None
+
+
+def _default_aio_session() -> AioSession:
+    global _DEFAULT_AIO_SESSION
+    with _DEFAULT_AIO_LOCK:
+        if _DEFAULT_AIO_SESSION is None:
+            from creds_core.aiobotocore import session
+
+            _DEFAULT_AIO_SESSION = session()
+        return _DEFAULT_AIO_SESSION
+
+
+async def fan_out_async(
+    fn: Callable[[AioSession, T], Awaitable[R]],
+    targets: Iterable[T],
+    *,
+    session: Any = None,
+    role_name: str | None = None,
+    role_arn: RoleArn | None = None,
+    max_concurrency: int = 64,
+    progress: bool | None = None,
+    description: str = "accounts",
+    limiter: Limiter | Literal[False] | None = None,
+    cache_options: Mapping[str, Any] | None = None,
+    **assume_role_kwargs: Any,
+) -> FanOutResult[T, R]:
+    """The asyncio twin of :func:`fan_out`: ``await fn(session, target)`` for every target,
+    each with an aiobotocore ``AioSession`` of its own role, at most ``max_concurrency`` at a
+    time on the running event loop; return results and errors separately.
+
+    Needs the extra ``creds_core[aio]``.  Roles are assumed with
+    :func:`creds_core.aiobotocore.assume_role` (``session``: its source, by default one
+    process-wide creds_core AioSession over botocore's default chain): one cache per role,
+    the STS endpoint's Limiter, STS calls as coroutines on creds_core's own loop, so the
+    caller's loop is never blocked by a refresh.  A role's credentials are awaited before
+    ``fn`` runs, so a role that cannot be assumed is that target's error.  ``fn`` creates the
+    clients it needs (``async with session.create_client("s3") as s3``).  Targets, ``role_name``
+    / ``role_arn``, ``progress``, ``limiter``, ``cache_options`` and the other keyword
+    arguments are as for :func:`fan_out`.  Cancelling the fan-out cancels the targets in
+    progress.
+    """
+    from creds_core.aiobotocore import assume_role, get_cache
+
+    if (
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
+    ):
+        raise ValueError("max_concurrency must be an int >= 1")
+    if role_arn is not None and role_name is not None:
+        raise TypeError("give role_arn or role_name, not both")
+    if isinstance(targets, (str, bytes)):
+        raise TypeError("targets must be an iterable of targets, not a single string")
+    source = session if session is not None else _default_aio_session()
+    is_session = isinstance(source, botocore.session.Session)  # an AioSession is one
+    partition = _partition(source) if role_name is not None and is_session else "aws"
+    ordered = list(dict.fromkeys(targets))
+    options = dict(cache_options) if cache_options is not None else {}
+    options.setdefault("load_timeout", DEFAULT_LOAD_TIMEOUT)
+    outcomes: dict[T, tuple[bool, Any]] = {}
+    todo = iter(ordered)
+    show = _show_progress(progress)
+    started = time.monotonic()
+
+    async def run_one(target: T) -> R:
+        arn = role_arn_for(target, role_name=role_name, role_arn=role_arn, partition=partition)
+        role = assume_role(
+            source, arn, limiter=limiter, cache_options=options, **assume_role_kwargs
+        )
+        cache = get_cache(role)
+        if cache is not None:
+            await cache.get_async()  # a role that cannot be assumed fails here
+        return await fn(role, target)
+
+    with _logging_around_bar(show):
+        bar = _progress_bar(len(ordered), description, show)
+        failed = 0
+
+        async def worker() -> None:
+            nonlocal failed
+            for target in todo:  # one shared iterator: each target is taken once
+                try:
+                    outcomes[target] = (True, await run_one(target))
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as exc:  # the target's failure, whatever it is
+                    outcomes[target] = (False, exc)
+                    failed += 1
+                    kind = "credentials" if isinstance(exc, CredentialsError) else "fn"
+                    LOG.info("fan-out target %r failed (%s): %s", target, kind, type(exc).__name__)
+                if bar is not None:
+                    bar.update(1)
+                    if failed:
+                        bar.set_postfix(failed=failed, refresh=False)
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(min(max_concurrency, len(ordered)))))
+        finally:
+            if bar is not None:
+                bar.close()
+    results: dict[T, R] = {}
+    errors: dict[T, BaseException] = {}
+    for target in ordered:
+        ok, value = outcomes[target]
+        if ok:
+            results[target] = value
+        else:
+            errors[target] = value
+    return FanOutResult(results, errors, time.monotonic() - started)
 
 
 def _logging_around_bar(show: bool) -> contextlib.AbstractContextManager[Any]:

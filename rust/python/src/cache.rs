@@ -11,9 +11,10 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::aio::{self, Waiters};
 use crate::credentials::PyCredentials;
 use crate::limiter::PyLimiter;
-use crate::{convert, errors, provider, runtime, shutdown, workers};
+use crate::{convert, errors, provider, runtime, workers};
 
 /// A credential cache with single-flight refresh and the AWS refresh policy.
 #[pyclass(frozen, weakref, module = "creds_core", name = "CredentialCache")]
@@ -21,10 +22,12 @@ pub struct PyCredentialCache {
     cache: CredentialCache,
     provider: Py<PyAny>,
     limiter: Option<Py<PyAny>>,
+    /// Coroutines waiting in `get_async()`, one batch per event loop.
+    waiters: Arc<Waiters>,
 }
 
 /// The pre-built Python object for a cache entry, made once per entry.
-fn credentials_object(py: Python<'_>, entry: &Entry) -> PyResult<Py<PyCredentials>> {
+pub(crate) fn credentials_object(py: Python<'_>, entry: &Entry) -> PyResult<Py<PyCredentials>> {
     if let Some(obj) = entry.attachment::<Py<PyCredentials>>() {
         return Ok(obj.clone_ref(py));
     }
@@ -136,6 +139,7 @@ impl PyCredentialCache {
             cache,
             provider: provider.clone().unbind(),
             limiter,
+            waiters: Arc::default(),
         })
     }
 
@@ -161,22 +165,15 @@ impl PyCredentialCache {
         credentials.get().frozen(py).map(|f| f.clone_ref(py))
     }
 
-    /// `get()` as an awaitable, resolved on the shared runtime.
+    /// `get()` as an awaitable. Fresh credentials: an awaitable that is already done (nothing
+    /// is scheduled on the loop). Otherwise a future of the running loop; the coroutines of one
+    /// loop waiting at the same time share one wait, and hold no thread.
     fn get_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(obj) = self.cache.with_fresh(|entry| credentials_object(py, entry)) {
+            return crate::ready::ready(py, obj?.into_any());
+        }
         workers::ensure_started(py)?;
-        let cache = self.cache.clone();
-        runtime::future_into_py(py, async move {
-            let outcome = cache.get().await;
-            let converted = shutdown::attach(|py| match outcome {
-                Ok(entry) => credentials_object(py, &entry),
-                Err(e) => Err(errors::to_pyerr(py, &e)),
-            });
-            match converted {
-                Some(result) => result,
-                // The interpreter is exiting: nobody can receive it.
-                None => std::future::pending().await,
-            }
-        })
+        aio::wait(py, &self.cache, &self.waiters)
     }
 
     /// Send the next call down the mandatory path if `access_key_id` (or, with None, any key)

@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod aio;
 mod cache;
 mod chain;
 mod clock;
@@ -12,6 +13,7 @@ mod errors;
 mod limiter;
 mod process_local;
 mod provider;
+mod ready;
 mod runtime;
 mod shutdown;
 mod workers;
@@ -51,6 +53,7 @@ fn runtime_config() -> (usize, usize) {
 fn _after_fork_in_child() {
     creds_core::runtime::after_fork_in_child();
     workers::after_fork_in_child();
+    aio::after_fork_in_child();
     shutdown::after_fork_in_child();
 }
 
@@ -85,6 +88,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::PyLimiter>()?;
     m.add_class::<workers::PyWorkerPool>()?;
     m.add_class::<workers::PyTask>()?;
+    m.add_class::<aio::PyFlight>()?;
+    m.add_class::<aio::PyAsyncTask>()?;
     m.add_function(wrap_pyfunction!(configure_runtime, m)?)?;
     m.add_function(wrap_pyfunction!(runtime_config, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;

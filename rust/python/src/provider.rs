@@ -21,6 +21,8 @@ use crate::{shutdown, workers};
 /// A Python `Provider` (an object with `provide()`) or a plain callable.
 pub struct PyProvider {
     call: Arc<Py<PyAny>>,
+    /// `provide` is a coroutine function: it runs on creds_core's event loop, not a thread.
+    coroutine: bool,
     fallback: Option<Arc<Py<PyAny>>>,
     name: String,
 }
@@ -78,7 +80,13 @@ pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<SharedProvider> {
         .ok()
         .filter(|f| f.is_callable());
     workers::ensure_started(obj.py())?;
+    let coroutine = obj
+        .py()
+        .import("inspect")?
+        .call_method1("iscoroutinefunction", (&call,))?
+        .is_truthy()?;
     Ok(Arc::new(PyProvider {
+        coroutine,
         call: Arc::new(call.unbind()),
         fallback: fallback.map(|f| Arc::new(f.unbind())),
         name,
@@ -103,11 +111,17 @@ pub fn convert_answer(value: &Bound<'_, PyAny>) -> Result<Credentials, CoreError
 impl ProvideCredentials for PyProvider {
     fn provide(&self) -> ProvideFuture<'_> {
         let call = Arc::clone(&self.call);
+        let coroutine = self.coroutine;
         Box::pin(async move {
             if shutdown::exiting() {
                 return Err(workers::exiting());
             }
-            workers::call(call).await.unwrap_or_else(|| {
+            let answer = if coroutine {
+                crate::aio::call(call).await
+            } else {
+                workers::call(call).await
+            };
+            answer.unwrap_or_else(|| {
                 Err(CoreError::recoverable(
                     "the provider call was dropped before it answered (shutting down?)",
                 ))

@@ -1,15 +1,12 @@
 //! How Python waits: every blocking call detaches from the interpreter and blocks on the
 //! shared runtime in short slices, checking for signals between them so that Ctrl-C reaches
-//! a waiting thread; every async call is `future_into_py` on the same runtime.
+//! a waiting thread (the async door is in `aio`).
 
 use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use creds_core::runtime as core_runtime;
 use pyo3::prelude::*;
-use pyo3_async_runtimes::generic::{ContextExt, Runtime};
-use pyo3_async_runtimes::TaskLocals;
 
 use crate::shutdown::{self, Entered};
 
@@ -60,84 +57,4 @@ where
         // Raises KeyboardInterrupt (and drops the wait; the refresh itself goes on).
         py.check_signals()?;
     }
-}
-
-/// The shared, fork-safe runtime as a `pyo3-async-runtimes` runtime.
-pub struct SharedRuntime;
-
-tokio::task_local! {
-    static TASK_LOCALS: std::cell::OnceCell<TaskLocals>;
-}
-
-impl Runtime for SharedRuntime {
-    type JoinError = tokio::task::JoinError;
-    type JoinHandle = tokio::task::JoinHandle<()>;
-
-    fn spawn<F>(fut: F) -> Self::JoinHandle
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        core_runtime::handle().spawn(fut)
-    }
-
-    fn spawn_blocking<F>(f: F) -> Self::JoinHandle
-    where
-        F: FnOnce() + Send + 'static,
-    {
-        // Completions enter Python: not once the interpreter is exiting.
-        core_runtime::handle().spawn_blocking(move || {
-            if let Some(_entered) = shutdown::enter() {
-                f();
-            }
-        })
-    }
-}
-
-impl ContextExt for SharedRuntime {
-    fn scope<F, R>(locals: TaskLocals, fut: F) -> Pin<Box<dyn Future<Output = R> + Send>>
-    where
-        F: Future<Output = R> + Send + 'static,
-    {
-        let cell = std::cell::OnceCell::new();
-        let _ = cell.set(locals);
-        Box::pin(TASK_LOCALS.scope(cell, fut))
-    }
-
-    fn get_task_locals() -> Option<TaskLocals> {
-        TASK_LOCALS
-            .try_with(|c| c.get().cloned())
-            .unwrap_or_default()
-    }
-}
-
-/// An awaitable for `fut`, resolved on the shared runtime. If the awaiting event loop was
-/// closed meanwhile (`asyncio.run` ended), the result is dropped quietly instead of reporting
-/// "Event loop is closed".
-pub fn future_into_py<F, T>(py: Python<'_>, fut: F) -> PyResult<Bound<'_, PyAny>>
-where
-    F: Future<Output = PyResult<T>> + Send + 'static,
-    T: for<'py> IntoPyObject<'py> + Send + 'static,
-{
-    let locals = pyo3_async_runtimes::generic::get_current_locals::<SharedRuntime>(py)?;
-    let event_loop = locals.event_loop(py).unbind();
-    pyo3_async_runtimes::generic::future_into_py_with_locals::<SharedRuntime, _, T>(
-        py,
-        locals,
-        async move {
-            let result = fut.await;
-            let closed = shutdown::attach(|py| {
-                event_loop
-                    .bind(py)
-                    .call_method0("is_closed")
-                    .and_then(|c| c.extract::<bool>())
-                    .unwrap_or(true)
-            })
-            .unwrap_or(true);
-            if closed {
-                // Nobody can receive it: never complete (the task ends with the runtime).
-                std::future::pending::<()>().await;
-            }
-            result
-        },
-    )
 }

@@ -308,6 +308,13 @@ impl PyTask {
         self.call.clone_ref(py)
     }
 
+    /// The flight this call serves, for an awaitable the provider returned (it runs on
+    /// creds_core's loop, nested lookups included).
+    #[getter]
+    fn flight(&self, py: Python<'_>) -> PyResult<Option<Py<crate::aio::PyFlight>>> {
+        crate::aio::flight_handle(py, self.ctx.as_ref())
+    }
+
     /// The provider answered.
     fn finish(&self, answer: &Bound<'_, PyAny>) {
         let Some(_entered) = shutdown::enter() else {

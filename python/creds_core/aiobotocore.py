@@ -1,0 +1,681 @@
+"""asyncio glue: aiobotocore sessions whose credentials come from a creds_core cache.
+
+Needs the extra: ``pip install 'creds_core[aio]'``.
+
+::
+
+    import creds_core.aiobotocore as ca
+
+    session = ca.session()                                  # botocore's default chain
+    role = ca.assume_role(session, "arn:aws:iam::123456789012:role/reader")
+    async with role.create_client("sts") as sts:
+        await sts.get_caller_identity()
+
+How the credentials reach aiobotocore
+-------------------------------------
+
+aiobotocore's signer awaits ``credentials.get_frozen_credentials()`` once per request.  A
+session gets an :class:`AioCacheCredentials` (an aiobotocore ``AioCredentials``) whose
+``get_frozen_credentials`` awaits the cache's ``get_async()``: on fresh credentials that is an
+awaitable already done, so the hot path takes no lock (aiobotocore's refreshable credentials
+take an ``asyncio.Lock`` on every call) and schedules nothing.  It answers botocore's own
+``ReadOnlyCredentials``, built once per cached entry.
+
+Refreshes never run on the caller's event loop: a sync provider runs on creds_core's provider
+threads, a coroutine provider on creds_core's own event loop.  :func:`assume_role` makes its
+STS calls as coroutines on that loop, with one aiobotocore STS client per source and region
+kept there across refreshes, through the same per-endpoint :class:`~creds_core.Limiter` as
+:func:`creds_core.boto3.assume_role`.
+
+When a call fails with ``ExpiredToken``, ``ExpiredTokenException`` or ``RequestExpired``, the
+cache entry for the key that signed it is invalidated and the call retried once, as in
+:mod:`creds_core.boto3`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import weakref
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, Literal, cast
+
+try:
+    from aiobotocore.config import AioConfig
+    from aiobotocore.credentials import AioCredentials
+    from aiobotocore.hooks import AioHierarchicalEmitter
+    from aiobotocore.session import AioSession
+except ImportError as exc:  # pragma: no cover - tested in a subprocess without aiobotocore
+    raise ImportError(
+        "creds_core.aiobotocore needs aiobotocore, which is not installed: "
+        "pip install 'creds_core[aio]'"
+    ) from exc
+
+import botocore.session
+from botocore.credentials import ReadOnlyCredentials
+from botocore.exceptions import ClientError
+
+from creds_core import _aio_loop
+from creds_core._core import (
+    THROTTLING_CODES,
+    CredentialCache,
+    CredentialCycleError,
+    Credentials,
+    CredentialsError,
+    CredentialsNotLoaded,
+    Limiter,
+    NonRecoverableError,
+    ProviderError,
+)
+from creds_core._sessions import PersistentTrie, copy_emitter
+from creds_core.boto3 import EXPIRED_TOKEN_CODES, _SignedRequest, sts_limiter
+from creds_core.providers._sts import quiet_botocore
+from creds_core.providers.assume_role import (
+    _SOURCE_REJECTED,
+    AssumeRoleProvider,
+    credentials_from_sts,
+)
+from creds_core.providers.errors import from_exception, make_error, non_recoverable, recoverable
+
+__all__ = [
+    "METHOD",
+    "AioAssumeRoleProvider",
+    "AioCacheCredentials",
+    "assume_role",
+    "get_cache",
+    "install",
+    "session",
+]
+
+#: The ``method`` aiobotocore sees before any credentials were served.
+METHOD = "creds-core"
+
+_SIGNED = "creds_core.aio.signed_request"
+_RETRIED = "creds_core.aio.retried_expired"
+_HOOK_IDS = {
+    "request-created": "creds_core.aiobotocore.signed-by",
+    "needs-retry": "creds_core.aiobotocore.retry-expired",
+}
+
+
+class AioCacheCredentials(AioCredentials):  # type: ignore[misc]
+    """aiobotocore credentials that are always the current credentials of a CredentialCache.
+
+    ``await get_frozen_credentials()`` returns botocore's ``ReadOnlyCredentials`` of the cached
+    credentials (built once per cached entry), by the cache's refresh policy, without a lock.
+    ``await get_account_id()`` (and ``get_access_key()``, ``get_secret_key()``,
+    ``get_token()``) read the cache the same way.  ``method`` is botocore's method name of
+    the provider that served the credentials last (``assume-role``, ``env``, ...).  The object
+    holds no key or secret of its own and its repr shows none.
+    """
+
+    def __init__(self, cache: CredentialCache) -> None:
+        # aiobotocore's __init__ would store fixed keys: this object has none of its own.
+        self._cache = cache
+        self._get_async = cache.get_async
+        # (credentials, their ReadOnlyCredentials): replaced as one, so readers on other
+        # threads or loops see a matching pair.
+        self._last: tuple[Credentials, ReadOnlyCredentials] | None = None
+
+    @property
+    def cache(self) -> CredentialCache:
+        """The cache these credentials come from."""
+        return self._cache
+
+    async def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        credentials = await self._get_async()
+        last = self._last
+        if last is not None and last[0] is credentials:
+            return last[1]
+        frozen = credentials.to_botocore()
+        self._last = (credentials, frozen)
+        return frozen
+
+    async def get_account_id(self) -> str | None:
+        return (await self._get_async()).account_id
+
+    async def get_access_key(self) -> str:
+        return (await self._get_async()).access_key_id
+
+    async def get_secret_key(self) -> str:
+        return (await self._get_async()).secret_access_key
+
+    async def get_token(self) -> str | None:
+        return (await self._get_async()).session_token
+
+    # botocore's synchronous attributes, for code that reads them: the cache's blocking door
+    # (at once on fresh credentials; otherwise it waits, as botocore's properties do).
+    @property
+    def access_key(self) -> str:
+        return self._cache.get().access_key_id
+
+    @property
+    def secret_key(self) -> str:
+        return self._cache.get().secret_access_key
+
+    @property
+    def token(self) -> str | None:
+        return self._cache.get().session_token
+
+    @property
+    def account_id(self) -> str | None:
+        return self._cache.get().account_id
+
+    @property
+    def method(self) -> str:
+        # Never waits (aiobotocore reads it on the loop when it makes a client).
+        last = self._last
+        return (last[0].provider_name if last is not None else None) or METHOD
+
+    def refresh_needed(self, refresh_in: float | None = None) -> bool:
+        """Always False: the cache refreshes on its own schedule (botocore API parity)."""
+        return False
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> AioCacheCredentials:
+        return self  # a handle on a shared cache
+
+    def __repr__(self) -> str:
+        return f"AioCacheCredentials(cache={self._cache.name!r}, method={self.method!r})"
+
+
+class _Resolver:
+    """The ``credential_provider`` component of a creds_core AioSession: one object."""
+
+    def __init__(self, credentials: AioCacheCredentials) -> None:
+        self._credentials = credentials
+
+    async def load_credentials(self) -> AioCacheCredentials:
+        return self._credentials
+
+
+class _RejectedCredentialsHooks:
+    """aiobotocore event hooks: retry a call once when the service rejects its credentials
+    (the async twin of creds_core.boto3's: the fresh credentials are awaited, never waited
+    for on the loop)."""
+
+    def __init__(self, cache: CredentialCache) -> None:
+        self._cache = cache
+        self._rejected: deque[str] = deque(maxlen=16)
+
+    def signed_by(self, request: Any = None, **_: Any) -> None:
+        if request is not None:
+            request.context[_SIGNED] = _SignedRequest(request)
+
+    async def needs_retry(
+        self,
+        response: tuple[Any, Mapping[str, Any]] | None = None,
+        request_dict: Mapping[str, Any] | None = None,
+        **_: Any,
+    ) -> int | None:
+        if response is None or request_dict is None:
+            return None
+        error = response[1].get("Error")
+        code = error.get("Code") if isinstance(error, Mapping) else None
+        if code not in EXPIRED_TOKEN_CODES:
+            return None
+        context = request_dict.get("context")
+        if not isinstance(context, dict) or context.get(_RETRIED):
+            return None
+        signed = context.get(_SIGNED)
+        key = signed.access_key() if isinstance(signed, _SignedRequest) else None
+        if not key:
+            return None
+        if self._cache.invalidate(key):
+            self._rejected.append(key)
+        elif key not in self._rejected:
+            return None
+        context[_RETRIED] = True
+        try:
+            fresh = await self._cache.get_async()
+        except CredentialsError:
+            return None
+        return None if fresh.access_key_id == key else 0
+
+
+def _attach(
+    aio_session: AioSession, cache: CredentialCache, *, new: bool = False
+) -> AioCacheCredentials:
+    credentials = AioCacheCredentials(cache)
+    aio_session.register_component("credential_provider", _Resolver(credentials))
+    aio_session._credentials = credentials
+    hooks = _RejectedCredentialsHooks(cache)
+    for event, handler in (
+        ("request-created", hooks.signed_by),
+        ("needs-retry", hooks.needs_retry),
+    ):
+        # A new role session's emitter has no such hook yet, and these plain event names have
+        # no aliases: its emitter's own registration, without the signature checks (guarded:
+        # a botocore without it takes the public path).
+        direct = getattr(getattr(aio_session, "_original_handler", None), "_register", None)
+        if new and callable(direct):
+            direct(event, handler, _HOOK_IDS[event], False)
+            continue
+        aio_session.unregister(event, unique_id=_HOOK_IDS[event])
+        aio_session.register(event, handler, unique_id=_HOOK_IDS[event])
+    return credentials
+
+
+def _check_session(aio_session: Any) -> AioSession:
+    if not isinstance(aio_session, AioSession):
+        raise TypeError(f"expected an aiobotocore AioSession, not {type(aio_session).__name__}")
+    return aio_session
+
+
+def get_cache(aio_session: AioSession) -> CredentialCache | None:
+    """The CredentialCache an AioSession signs with, or None if it is not a creds_core one."""
+    loaded = getattr(_check_session(aio_session), "_credentials", None)
+    return loaded.cache if isinstance(loaded, AioCacheCredentials) else None
+
+
+def _like(aio_session: AioSession) -> botocore.session.Session:
+    """A plain botocore session configured like ``aio_session`` (for the sync providers)."""
+    from creds_core.providers._config import new_session
+
+    return new_session(like=aio_session)
+
+
+def _provider_for(aio_session: AioSession) -> Any:
+    loaded = getattr(aio_session, "_credentials", None)
+    if isinstance(loaded, AioCacheCredentials):
+        return loaded.cache.provider
+    if loaded is not None and type(loaded) is AioCredentials:  # set_credentials() in code
+        from creds_core.providers.static import StaticProvider
+
+        given: Any = loaded
+        if given.access_key and given.secret_key:
+            return StaticProvider(
+                given.access_key,
+                given.secret_key,
+                given.token,
+                account_id=getattr(given, "account_id", None),
+            )
+    from creds_core.providers import default_chain
+
+    return default_chain(session=_like(aio_session))
+
+
+def install(aio_session: AioSession, provider: Any = None, **cache_options: Any) -> CredentialCache:
+    """Make ``aio_session`` sign every request through a CredentialCache.
+
+    ``provider``: anything :class:`CredentialCache` takes (a coroutine provider runs on
+    creds_core's event loop), or an existing CredentialCache to share (``cache_options`` must
+    be empty then); None uses what the session would: credentials set on it in code, else
+    ``creds_core.providers.default_chain`` for its profile.  Clients created afterwards use
+    the cache.  Returns the cache.
+    """
+    aio_session = _check_session(aio_session)
+    if isinstance(provider, CredentialCache):
+        if cache_options:
+            raise TypeError("cache options cannot be given with an existing CredentialCache")
+        cache = provider
+    else:
+        if provider is None:
+            provider = _provider_for(aio_session)
+        profile = aio_session.instance_variables().get("profile")
+        cache_options.setdefault("name", f"aiobotocore profile {profile}" if profile else "aio")
+        cache = CredentialCache(provider, **cache_options)
+    _attach(aio_session, cache)
+    return cache
+
+
+def session(
+    provider: Any = None,
+    *,
+    cache_options: Mapping[str, Any] | None = None,
+    **aio_session_kwargs: Any,
+) -> AioSession:
+    """A new ``AioSession(**aio_session_kwargs)`` that signs through a CredentialCache
+    (``provider`` and ``cache_options`` as in :func:`install`; the cache is
+    :func:`get_cache` of it)."""
+    result = AioSession(**aio_session_kwargs)
+    install(result, provider, **dict(cache_options or {}))
+    return result
+
+
+# --- assume_role ------------------------------------------------------------------------------
+
+#: The aiobotocore STS clients' configuration: as creds_core.boto3's (one retry, short
+#: timeouts; the cache backs off).
+_CLIENT_CONFIG = AioConfig(
+    retries={"mode": "standard", "total_max_attempts": 2},
+    connect_timeout=5,
+    read_timeout=15,
+)
+
+_THROTTLING = frozenset(THROTTLING_CODES)
+
+
+def _report_throttling(response: tuple[Any, Any] | None = None, **_: Any) -> None:
+    """``needs-retry`` observer: a throttled answer reaches the refresh's Limiter at once."""
+    if response is None:
+        return
+    http, parsed = response
+    code = (parsed.get("Error") or {}).get("Code")
+    if code in _THROTTLING or getattr(http, "status_code", None) == 429:
+        flight = _aio_loop.current_flight.get()
+        if flight is not None:
+            flight.note_throttled()
+
+
+# STS clients live on creds_core's loop (they are bound to it): created and used only there,
+# so this registry is touched by that one thread; a forked child starts with none.
+_STS_CLIENTS: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
+# What each key names, kept alive as long as its client (so the ids in the key stay unique).
+_KEEP: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+
+def _forget_sts_clients() -> None:
+    _STS_CLIENTS.clear()
+    _KEEP.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_sts_clients)
+
+
+async def _sts_client(
+    like: AioSession,
+    source: CredentialCache,
+    region: str | None,
+    endpoint_url: str | None,
+    config: AioConfig | None,
+) -> Any:
+    """The shared aiobotocore STS client for (source, region, endpoint, config): made once on
+    creds_core's loop, kept there across refreshes.  It signs with the source cache."""
+    key = (id(like), id(source), region, endpoint_url, id(config))
+    made = _STS_CLIENTS.get(key)
+    if made is None:
+        made = asyncio.ensure_future(_make_sts_client(like, source, region, endpoint_url, config))
+        _STS_CLIENTS[key] = made
+        _KEEP[key] = (like, source, config)
+    try:
+        return await asyncio.shield(made)
+    except BaseException:
+        if made.done() and _STS_CLIENTS.get(key) is made:
+            # A failed creation is tried again by the next refresh.
+            del _STS_CLIENTS[key]
+            _KEEP.pop(key, None)
+        raise
+
+
+async def _make_sts_client(
+    like: AioSession,
+    source: CredentialCache,
+    region: str | None,
+    endpoint_url: str | None,
+    config: AioConfig | None,
+) -> Any:
+    builder = AioSession()
+    for name, value in like.instance_variables().items():
+        builder.set_config_variable(name, value)
+    builder.register_component("data_loader", like.get_component("data_loader"))
+    credentials = AioCacheCredentials(source)
+    builder.register_component("credential_provider", _Resolver(credentials))
+    builder._credentials = credentials
+    merged = _CLIENT_CONFIG if config is None else _CLIENT_CONFIG.merge(config)
+    client = await builder.create_client(
+        "sts", region_name=region, endpoint_url=endpoint_url, config=merged
+    ).__aenter__()
+    client.meta.events.register_first("needs-retry.sts", _report_throttling)
+    return client
+
+
+class AioAssumeRoleProvider(AssumeRoleProvider):
+    """:class:`~creds_core.providers.AssumeRoleProvider` whose STS calls are coroutines on
+    creds_core's event loop, with one aiobotocore STS client per source and region kept there.
+
+    ``aio_session`` configures the STS client (region, endpoint, profile variables; default:
+    a new AioSession).  Everything else is as for the sync provider: when STS rejects the
+    source credentials as expired or invalid, the source cache is invalidated and the call
+    retried once; errors are classified the same way.
+    """
+
+    def __init__(
+        self, source: Any, role_arn: str, *, aio_session: AioSession | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(source, role_arn, **kwargs)
+        self._aio_session = aio_session
+
+    async def _source_credentials_async(self) -> Credentials:
+        try:
+            return await self._source.get_async()
+        except CredentialCycleError:
+            raise
+        except CredentialsNotLoaded as exc:
+            raise non_recoverable(
+                self.name,
+                f"{self._source_label} has no credentials ({exc}); configure credentials for it",
+                code="NoSourceCredentials",
+            ) from exc
+        except NonRecoverableError as exc:
+            raise make_error(
+                NonRecoverableError, self.name, f"{self._source_label} failed: {exc}", code=exc.code
+            ) from exc
+        except CredentialsError as exc:
+            raise make_error(
+                ProviderError, self.name, f"{self._source_label} failed: {exc}", code=exc.code
+            ) from exc
+
+    async def provide(self) -> Credentials:  # type: ignore[override]
+        source_creds = await self._source_credentials_async()
+        like = self._aio_session if self._aio_session is not None else _default_like()
+        action = f"sts:AssumeRole on {self.role_arn}"
+        try:
+            client = await _sts_client(
+                like, self._source, self.region, self.endpoint_url, self._client_config
+            )
+        except Exception as exc:
+            raise from_exception(exc, provider=self.name, action="creating the STS client") from exc
+        for attempt in range(2):
+            params = self._call_params()
+            try:
+                # botocore's secret-bearing DEBUG loggers stay quiet on creds_core's loop
+                # thread while an STS call is in flight (balanced on that one thread).
+                with quiet_botocore():
+                    response = await client.assume_role(**params)
+            except ClientError as exc:
+                code = (exc.response.get("Error") or {}).get("Code")
+                if attempt == 0 and code in _SOURCE_REJECTED:
+                    self._source.invalidate(source_creds.access_key_id)
+                    source_creds = await self._source_credentials_async()
+                    continue
+                raise from_exception(exc, provider=self.name, action=action) from exc
+            except Exception as exc:
+                raise from_exception(exc, provider=self.name, action=action) from exc
+            try:
+                return credentials_from_sts(response, self.METHOD)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise recoverable(
+                    self.name, f"the {action} answer is unusable", code="MalformedResponse"
+                ) from exc
+        raise AssertionError("unreachable")
+
+    def __repr__(self) -> str:
+        return f"Aio{super().__repr__()}"
+
+
+_DEFAULT_LIKE: AioSession | None = None
+
+
+def _default_like() -> AioSession:
+    global _DEFAULT_LIKE
+    if _DEFAULT_LIKE is None:
+        _DEFAULT_LIKE = AioSession()
+    return _DEFAULT_LIKE
+
+
+_ROLE_LOCK = threading.Lock()
+_ROLE_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], CredentialCache] = (
+    weakref.WeakValueDictionary()
+)
+# Role caches stay alive while a session made for them does.
+_KEYED_ARGUMENTS = (
+    "policy",
+    "policy_arns",
+    "tags",
+    "transitive_tag_keys",
+    "source_identity",
+    "serial_number",
+)
+
+
+def _source_cache(source: Any) -> tuple[CredentialCache, AioSession | None]:
+    """The source's cache (installing one on an AioSession that has none) and the AioSession
+    whose configuration the STS client takes, if the source is one."""
+    if isinstance(source, CredentialCache):
+        return source, None
+    if isinstance(source, AioSession):
+        with _ROLE_LOCK:
+            cache = get_cache(source)
+            if cache is None:
+                cache = install(source)
+        return cache, source
+    import boto3
+
+    import creds_core.boto3 as cb
+
+    if isinstance(source, (botocore.session.Session, boto3.Session)):
+        botocore_session = cb._botocore_session(source)
+        with cb._ROLE_LOCK:
+            cache = cb.get_cache(botocore_session) or cb.install(botocore_session)
+        return cache, None
+    raise TypeError(
+        "source must be an aiobotocore AioSession, a boto3 or botocore Session or a "
+        f"CredentialCache, not {type(source).__name__}"
+    )
+
+
+class _RoleSession(AioSession):  # type: ignore[misc]
+    """An AioSession made by a template: its configuration store (some 50 config chains,
+    half the cost of a session) is built when first asked for, not up front."""
+
+    def _register_config_store(self) -> None:
+        def build() -> Any:
+            AioSession._register_config_store(self)
+            return self._components.get_component("config_store")
+
+        self._components.lazy_register_component("config_store", build)
+
+
+class _AioTemplate:
+    """What the role sessions made for one data loader share (as creds_core.boto3's session
+    templates): the loader, the built-in event handlers (registered once, in a persistent trie
+    that session copies share), the endpoint resolver, exceptions factory and response parser
+    factory.  A plain ``AioSession()`` registers some 6,000 handlers: about 4 ms each."""
+
+    def __init__(self, loader: Any) -> None:
+        emitter: Any = AioHierarchicalEmitter()
+        emitter._handlers = PersistentTrie()
+        base: Any = AioSession(event_hooks=emitter)  # the one full build
+        base.register_component("data_loader", loader)
+        self.loader = loader
+        self.emitter = emitter
+        self._internal = {
+            name: base._get_internal_component(name)
+            for name in ("endpoint_resolver", "exceptions_factory", "default_config_resolver")
+        }
+        self._parser_factory = base.get_component("response_parser_factory")
+
+    def session(self, instance_variables: Mapping[str, Any]) -> AioSession:
+        result: Any = _RoleSession(
+            event_hooks=copy_emitter(self.emitter), include_builtin_handlers=False
+        )
+        result.register_component("data_loader", self.loader)
+        result.register_component("response_parser_factory", self._parser_factory)
+        for name, component in self._internal.items():
+            result._internal_components.register_component(name, component)
+        for name, value in instance_variables.items():
+            result.set_config_variable(name, value)
+        return cast(AioSession, result)
+
+
+_TEMPLATES_LOCK = threading.Lock()
+_TEMPLATES: weakref.WeakValueDictionary[int, _AioTemplate] = weakref.WeakValueDictionary()
+
+
+def _template_for(loader: Any) -> _AioTemplate:
+    with _TEMPLATES_LOCK:
+        template = _TEMPLATES.get(id(loader))
+        if template is None:
+            template = _AioTemplate(loader)
+            _TEMPLATES[id(loader)] = template
+        return template
+
+
+def _role_session(like: AioSession, cache: CredentialCache) -> AioSession:
+    template = _template_for(like.get_component("data_loader"))
+    result = template.session(like.instance_variables())
+    _attach(result, cache, new=True)
+    # The role's cache and the template live as long as a session made for them does.
+    result._creds_core_role = (cache, template)
+    return result
+
+
+def assume_role(
+    source: Any,
+    role_arn: str,
+    *,
+    role_session_name: str | None = None,
+    external_id: str | None = None,
+    duration_seconds: int | None = None,
+    limiter: Limiter | Literal[False] | None = None,
+    cache_options: Mapping[str, Any] | None = None,
+    **assume_role_kwargs: Any,
+) -> AioSession:
+    """A new AioSession with the credentials of ``role_arn``, assumed from ``source``.
+
+    ``source``: an AioSession (a creds_core cache is installed on it if it has none, see
+    :func:`install`: any source creds_core resolves, SSO included), a boto3 or botocore
+    Session, or a CredentialCache.  As :func:`creds_core.boto3.assume_role`: one cache per
+    role (and AssumeRole arguments) shared process-wide, concurrent callers cause one STS
+    call, and the roles of one STS endpoint and region share one Limiter
+    (:func:`creds_core.boto3.sts_limiter`; ``limiter=`` your own, or ``False``).  The STS
+    calls are coroutines on creds_core's event loop (:class:`AioAssumeRoleProvider`), never
+    on the caller's.  ``assume_role_kwargs``: ``policy``, ``policy_arns``, ``tags``,
+    ``transitive_tag_keys``, ``source_identity``, ``serial_number`` with ``mfa_token``,
+    ``region``, ``endpoint_url``, ``client_config`` (an ``AioConfig``).
+    """
+    if not isinstance(role_arn, str) or not role_arn:
+        raise ValueError("role_arn must be a non-empty string")
+    if limiter is not None and limiter is not False and not isinstance(limiter, Limiter):
+        raise TypeError("limiter must be a creds_core.Limiter, None (shared) or False (none)")
+    source_cache, like = _source_cache(source)
+    config_source = like if like is not None else _default_like()
+    provider_kwargs = dict(assume_role_kwargs)
+    if provider_kwargs.get("region") is None:
+        provider_kwargs["region"] = config_source.get_config_variable("region")
+    key = (
+        id(source_cache),
+        role_arn,
+        role_session_name,
+        external_id,
+        duration_seconds,
+        provider_kwargs.get("region"),
+        provider_kwargs.get("endpoint_url"),
+        tuple((n, repr(assume_role_kwargs.get(n))) for n in _KEYED_ARGUMENTS),
+    )
+    with _ROLE_LOCK:
+        cache = _ROLE_CACHES.get(key)
+        if cache is None:
+            if limiter is None:
+                limiter = sts_limiter(
+                    config_source,
+                    region=provider_kwargs["region"],
+                    endpoint_url=provider_kwargs.get("endpoint_url"),
+                )
+            provider = AioAssumeRoleProvider(
+                source_cache,
+                role_arn,
+                aio_session=config_source,
+                role_session_name=role_session_name,
+                external_id=external_id,
+                duration_seconds=duration_seconds,
+                **provider_kwargs,
+            )
+            options: dict[str, Any] = {"name": f"assume-role:{role_arn}"}
+            options.update(cache_options or {})
+            cache = CredentialCache(provider, limiter=limiter or None, **options)
+            _ROLE_CACHES[key] = cache
+    return _role_session(config_source, cache)
