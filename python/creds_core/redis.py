@@ -78,8 +78,9 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
         "creds_core.redis needs redis-py and cryptography: pip install 'creds_core[redis]'"
     ) from _exc
 
+from creds_core import _aio_loop
 from creds_core._core import CredentialCache, Credentials
-from creds_core._provider import Provider, run_awaitable
+from creds_core._provider import Provider
 
 __all__ = ["RedisTier", "SharedProvider", "TierStats"]
 
@@ -496,7 +497,8 @@ class RedisTier:
 
 def _to_credentials(answer: Any) -> Credentials | None:
     if inspect.isawaitable(answer):
-        answer = run_awaitable(answer)
+        # A coroutine provider behind the tier runs on creds_core's one event loop too.
+        answer = _aio_loop.run(answer, None)
     if answer is None or isinstance(answer, Credentials):
         return answer
     if isinstance(answer, Mapping):
