@@ -688,10 +688,14 @@ def test_one_sts_client_per_source_and_region(sts_server: StsServer) -> None:
         assert cache is not None
         return cache.provider.client
 
-    a = client_of(cb.assume_role(first, _role_arn("leaf-a"), endpoint_url=url))
-    b = client_of(cb.assume_role(second, _role_arn("leaf-b"), endpoint_url=url))
+    # The clients are shared while a session uses them (the registry holds them weakly), so
+    # the leaf sessions are kept alive for the comparison.
+    leaf_a = cb.assume_role(first, _role_arn("leaf-a"), endpoint_url=url)
+    leaf_b = cb.assume_role(second, _role_arn("leaf-b"), endpoint_url=url)
+    a, b = client_of(leaf_a), client_of(leaf_b)
     assert a is b and a.meta.region_name == REGION
-    c = client_of(cb.assume_role(first, _role_arn("leaf-c"), endpoint_url=url, region="eu-west-1"))
+    leaf_c = cb.assume_role(first, _role_arn("leaf-c"), endpoint_url=url, region="eu-west-1")
+    c = client_of(leaf_c)
     assert c is not a and c.meta.region_name == "eu-west-1"
 
 

@@ -158,6 +158,7 @@ def test_login_refresh_is_dpop_signed_and_written_back(home: Path, server: Ident
     pytest.importorskip("awscrt")
     (home.parent / "config").write_text(
         "[profile console]\nlogin_session = arn:aws:iam::123456789012:user/alice\n"
+        "region = us-east-1\n"
     )
     cache_dir = home / ".aws" / "login" / "cache"
     path = write_login_token(
@@ -176,6 +177,7 @@ def test_login_refused_refresh_names_aws_login(home: Path, server: IdentityServe
     pytest.importorskip("awscrt")
     (home.parent / "config").write_text(
         "[profile console]\nlogin_session = arn:aws:iam::123456789012:user/alice\n"
+        "region = us-east-1\n"
     )
     cache_dir = home / ".aws" / "login" / "cache"
     write_login_token(server, cache_dir, "arn:aws:iam::123456789012:user/alice", expires_in=-60)
