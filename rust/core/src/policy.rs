@@ -1,7 +1,13 @@
-//! The refresh policy as data plus pure functions of (state, now). The cache only carries out
-//! what [`decide`] returns, so every rule here is tested without threads or sleeping.
+//! The refresh policy as data plus pure functions of (state, outcome, now, random numbers):
+//! what a caller does ([`RefreshPolicy::decide`]), what a finished refresh does to the cache
+//! ([`RefreshPolicy::settle`]) and what its callers answer ([`RefreshPolicy::answer`]), when a
+//! caller waits for a refresh in flight and what stands in for it ([`RefreshPolicy::join`],
+//! [`STAND_INS`]), and the state `inspect()` shows ([`RefreshPolicy::label`]). The cache only
+//! carries these decisions out, so every rule here is tested without threads or sleeping.
 
 use std::time::{Duration, SystemTime};
+
+use crate::error::ErrorKind;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -193,32 +199,234 @@ pub enum Decision {
     RaiseCachedError,
 }
 
-/// The refresh policy: what a caller does at `now`.
-#[must_use]
-pub fn decide(view: &View, now: SystemTime) -> Decision {
-    let active = |until: Option<SystemTime>| until.is_some_and(|t| now < t);
-    if !view.has_credentials {
-        return if active(view.error_until) {
+/// How the rules treat a failed refresh. Every error kind maps to one class here, in
+/// [`Failure::of`]; a new class is added there and in the tables of [`RefreshPolicy::settle`]
+/// and [`RefreshPolicy::answer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Throttling, 5xx, network, timeouts, stale answers, "not loaded": keep serving, back off.
+    Recoverable,
+    /// Access denied, bad configuration, a cycle: raised at once, cached briefly.
+    NonRecoverable,
+    /// The provider was interrupted by its host (Ctrl-C in a Python provider): raised as it is,
+    /// never cached.
+    Interrupted,
+}
+
+impl Failure {
+    /// The class of an error kind.
+    #[must_use]
+    pub fn of(kind: ErrorKind) -> Self {
+        match kind {
+            ErrorKind::Recoverable | ErrorKind::TimedOut | ErrorKind::NotLoaded => {
+                Self::Recoverable
+            }
+            ErrorKind::NonRecoverable | ErrorKind::Cycle => Self::NonRecoverable,
+            ErrorKind::Interrupted => Self::Interrupted,
+        }
+    }
+}
+
+/// How a refresh ended, as the rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// New credentials (already checked not to be expired), with their expiry.
+    Fetched {
+        expiry: Option<SystemTime>,
+    },
+    Failed(Failure),
+}
+
+/// What a finished refresh does to the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Cache the new credentials with these windows; clear backoff, cached error and
+    /// invalidation.
+    Store { windows: Windows },
+    /// Keep serving the last good credentials; no source call before `until`.
+    Backoff { until: SystemTime },
+    /// Raise the error again without calling the source until `until`; no backoff.
+    CacheError { until: SystemTime },
+    /// Raise the error to the callers of this refresh only; the next call tries the source.
+    RaiseOnce,
+    /// Leave the cache as it is.
+    Ignore,
+}
+
+/// What a caller answers once the refresh it waited for has finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The credentials the refresh fetched.
+    Fetched,
+    /// The last good credentials, whatever their age (static stability).
+    LastGood,
+    /// The refresh's error.
+    Raise,
+}
+
+/// Who waited for a refresh, as far as [`RefreshPolicy::answer`] cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiter {
+    /// A caller in the mandatory window, with expired or no credentials, or invalidated.
+    Mandatory,
+    /// The caller that won an advisory-window refresh run inline: it holds valid credentials.
+    InlineAdvisory,
+}
+
+/// What can stand in for the refresh's answer when a caller is not to wait for it, in this
+/// order (the smithy-rs RFC "Providing fallback credentials on external timeout").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandIn {
+    /// The provider's `fallback_on_interrupt()`.
+    ProviderFallback,
+    /// The cache's last good credentials, whatever their age (static stability).
+    LastGood,
+}
+
+/// The order in which stand-ins are tried; with none, a timed-out caller gets `TimedOut`.
+pub const STAND_INS: [StandIn; 2] = [StandIn::ProviderFallback, StandIn::LastGood];
+
+/// Where a refresh in flight is, as a caller that would wait on it sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// When the current source call started; `None` while the refresh waits for its turn at a
+    /// `Limiter` (a slot or the rate).
+    pub call_started: Option<SystemTime>,
+    /// The refresh has outlived `load_timeout` for at least one caller.
+    pub outlived: bool,
+}
+
+/// What a caller that would wait on a refresh does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    /// Serve a stand-in at once if there is one; otherwise wait (until `deadline`, if any).
+    StandInFirst { deadline: Option<SystemTime> },
+    /// Wait for the refresh until `deadline` (if any), then fall back to a stand-in.
+    Wait { deadline: Option<SystemTime> },
+}
+
+impl RefreshPolicy {
+    /// The refresh policy: what a caller does at `now`.
+    #[must_use]
+    pub fn decide(&self, view: &View, now: SystemTime) -> Decision {
+        let active = |until: Option<SystemTime>| until.is_some_and(|t| now < t);
+        if !view.has_credentials {
+            return if active(view.error_until) {
+                Decision::RaiseCachedError
+            } else {
+                Decision::Wait
+            };
+        }
+        if active(view.backoff_until) {
+            return Decision::ServeRateLimited;
+        }
+        if !view.invalidated {
+            if now < view.windows.refresh_at {
+                return Decision::Serve;
+            }
+            if now < view.windows.mandatory_at {
+                // Inline, the advisory window raises what its refresh raised (the SDKs do);
+                // in the background, nobody ever waits there, nor sees an error.
+                return match self.advisory_refresh {
+                    AdvisoryRefresh::Inline if active(view.error_until) => {
+                        Decision::RaiseCachedError
+                    }
+                    _ => Decision::ServeAndRefresh,
+                };
+            }
+        }
+        if active(view.error_until) {
             Decision::RaiseCachedError
         } else {
             Decision::Wait
-        };
-    }
-    if active(view.backoff_until) {
-        return Decision::ServeRateLimited;
-    }
-    if !view.invalidated {
-        if now < view.windows.refresh_at {
-            return Decision::Serve;
-        }
-        if now < view.windows.mandatory_at {
-            return Decision::ServeAndRefresh;
         }
     }
-    if active(view.error_until) {
-        Decision::RaiseCachedError
-    } else {
-        Decision::Wait
+
+    /// What a refresh that ended as `finished` at `now` does to a cache that held credentials
+    /// (`has_credentials`) when it ended. `unit` in `[0, 1)` places the jittered refresh time,
+    /// the backoff or the error cache in their ranges.
+    #[must_use]
+    pub fn settle(
+        &self,
+        has_credentials: bool,
+        finished: Finished,
+        now: SystemTime,
+        unit: f64,
+    ) -> Settle {
+        match finished {
+            Finished::Fetched { expiry } => Settle::Store {
+                windows: self.windows(now, expiry, unit),
+            },
+            Finished::Failed(Failure::Interrupted) => Settle::Ignore,
+            Finished::Failed(Failure::Recoverable) if has_credentials => Settle::Backoff {
+                until: now + Self::pick(self.refresh_backoff, unit),
+            },
+            // The SDK scenarios: with nothing cached, the next call tries the source again.
+            Finished::Failed(Failure::Recoverable)
+                if self.advisory_refresh == AdvisoryRefresh::Inline =>
+            {
+                Settle::RaiseOnce
+            }
+            Finished::Failed(Failure::Recoverable | Failure::NonRecoverable) => {
+                Settle::CacheError {
+                    until: now + Self::pick(self.error_cache, unit),
+                }
+            }
+        }
+    }
+
+    /// What `waiter` answers once its refresh ended as `finished`, with or without last good
+    /// credentials to serve.
+    #[must_use]
+    pub fn answer(&self, waiter: Waiter, finished: Finished, has_last_good: bool) -> Answer {
+        match (finished, waiter) {
+            (Finished::Fetched { .. }, _) => Answer::Fetched,
+            (Finished::Failed(Failure::NonRecoverable), _) => Answer::Raise,
+            // The inline winner still holds valid credentials.
+            (Finished::Failed(_), Waiter::InlineAdvisory) => Answer::LastGood,
+            (Finished::Failed(Failure::Recoverable), Waiter::Mandatory) if has_last_good => {
+                Answer::LastGood
+            }
+            (Finished::Failed(Failure::Recoverable | Failure::Interrupted), Waiter::Mandatory) => {
+                Answer::Raise
+            }
+        }
+    }
+
+    /// What a caller that arrived at `arrived` does about a refresh in `progress`: one wait per
+    /// refresh (once it has outlived `load_timeout` for one caller, a stand-in is served at
+    /// once), and queueing at a `Limiter` is not a slow source (a caller with a stand-in is
+    /// not made to wait for a slot; one without waits, and its `load_timeout` runs from the
+    /// start of the source call).
+    #[must_use]
+    pub fn join(&self, progress: Progress, arrived: SystemTime) -> Join {
+        let deadline = progress
+            .call_started
+            .map(|started| started.max(arrived) + self.load_timeout);
+        if progress.outlived || progress.call_started.is_none() {
+            Join::StandInFirst { deadline }
+        } else {
+            Join::Wait { deadline }
+        }
+    }
+
+    /// The state `inspect()` shows; `expired`: the cached credentials have expired.
+    #[must_use]
+    pub fn label(&self, view: &View, now: SystemTime, expired: bool) -> &'static str {
+        if !view.has_credentials {
+            return "empty";
+        }
+        if expired {
+            return "expired";
+        }
+        match self.decide(view, now) {
+            Decision::ServeRateLimited => "backoff",
+            Decision::Serve => "fresh",
+            Decision::ServeAndRefresh => "advisory",
+            Decision::Wait | Decision::RaiseCachedError if view.invalidated => "invalidated",
+            Decision::RaiseCachedError if now < view.windows.mandatory_at => "advisory",
+            Decision::Wait | Decision::RaiseCachedError => "mandatory",
+        }
     }
 }
 
@@ -228,6 +436,17 @@ mod tests {
 
     fn t(secs: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
+    }
+
+    fn decide(view: &View, now: SystemTime) -> Decision {
+        RefreshPolicy::default().decide(view, now)
+    }
+
+    fn inline() -> RefreshPolicy {
+        RefreshPolicy {
+            advisory_refresh: AdvisoryRefresh::Inline,
+            ..no_jitter()
+        }
     }
 
     fn view(windows: Windows) -> View {
@@ -366,5 +585,300 @@ mod tests {
             RefreshPolicy::pick((Duration::from_secs(300), Duration::from_secs(600)), 0.5),
             Duration::from_secs(450)
         );
+    }
+
+    #[test]
+    fn decide_table() {
+        // 1 h credentials fetched at t(0): advisory from 2700 s, mandatory from 3540 s.
+        let w = no_jitter().windows(t(0), Some(t(3600)), 0.0);
+        let base = view(w);
+        let with = |f: &dyn Fn(&mut View)| {
+            let mut v = base;
+            f(&mut v);
+            v
+        };
+        let error = with(&|v| v.error_until = Some(t(9000)));
+        let backoff = with(&|v| v.backoff_until = Some(t(9000)));
+        let invalidated = with(&|v| v.invalidated = true);
+        let empty = with(&|v| v.has_credentials = false);
+        let empty_error = with(&|v| {
+            v.has_credentials = false;
+            v.error_until = Some(t(9000));
+        });
+        use Decision::*;
+        let background = no_jitter();
+        let inline = inline();
+        // (policy, view, now, decision)
+        let table: &[(&RefreshPolicy, View, u64, Decision)] = &[
+            (&background, base, 100, Serve),
+            (&background, base, 2800, ServeAndRefresh),
+            (&background, base, 3550, Wait),
+            (&background, base, 4000, Wait),
+            (&background, error, 100, Serve),
+            (&background, error, 2800, ServeAndRefresh),
+            (&inline, error, 100, Serve),
+            (&inline, error, 2800, RaiseCachedError),
+            (&inline, base, 2800, ServeAndRefresh),
+            (&background, error, 3550, RaiseCachedError),
+            (&inline, error, 3550, RaiseCachedError),
+            (&background, backoff, 100, ServeRateLimited),
+            (&background, backoff, 4000, ServeRateLimited),
+            (&background, invalidated, 100, Wait),
+            (&background, empty, 100, Wait),
+            (&background, empty_error, 100, RaiseCachedError),
+            (&inline, empty_error, 9000, Wait),
+        ];
+        for (i, (policy, v, now, expected)) in table.iter().enumerate() {
+            assert_eq!(policy.decide(v, t(*now)), *expected, "row {i}");
+        }
+    }
+
+    #[test]
+    fn every_error_kind_has_one_failure_class() {
+        use ErrorKind::*;
+        let table = [
+            (NotLoaded, Failure::Recoverable),
+            (Recoverable, Failure::Recoverable),
+            (TimedOut, Failure::Recoverable),
+            (NonRecoverable, Failure::NonRecoverable),
+            (Cycle, Failure::NonRecoverable),
+            (Interrupted, Failure::Interrupted),
+        ];
+        for (kind, class) in table {
+            assert_eq!(Failure::of(kind), class, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn settle_table() {
+        let background = RefreshPolicy {
+            refresh_backoff: (Duration::from_secs(300), Duration::from_secs(600)),
+            error_cache: (Duration::from_secs(1), Duration::from_secs(5)),
+            ..no_jitter()
+        };
+        let inline = RefreshPolicy {
+            advisory_refresh: AdvisoryRefresh::Inline,
+            ..background.clone()
+        };
+        let now = t(100);
+        let fetched = Finished::Fetched {
+            expiry: Some(t(3700)),
+        };
+        let failed = Finished::Failed;
+        let windows = background.windows(now, Some(t(3700)), 0.5);
+        // (policy, has credentials, finished, unit, settle)
+        let table = [
+            (&background, false, fetched, 0.5, Settle::Store { windows }),
+            (&inline, true, fetched, 0.5, Settle::Store { windows }),
+            (
+                &background,
+                true,
+                failed(Failure::Recoverable),
+                0.5,
+                Settle::Backoff { until: t(550) },
+            ),
+            (
+                &inline,
+                true,
+                failed(Failure::Recoverable),
+                0.0,
+                Settle::Backoff { until: t(400) },
+            ),
+            (
+                &background,
+                false,
+                failed(Failure::Recoverable),
+                0.5,
+                Settle::CacheError { until: t(103) },
+            ),
+            (
+                &inline,
+                false,
+                failed(Failure::Recoverable),
+                0.5,
+                Settle::RaiseOnce,
+            ),
+            (
+                &background,
+                true,
+                failed(Failure::NonRecoverable),
+                0.0,
+                Settle::CacheError { until: t(101) },
+            ),
+            (
+                &inline,
+                true,
+                failed(Failure::NonRecoverable),
+                0.0,
+                Settle::CacheError { until: t(101) },
+            ),
+            (
+                &inline,
+                false,
+                failed(Failure::NonRecoverable),
+                0.999_999,
+                Settle::CacheError {
+                    until: now + Duration::from_secs(1) + Duration::from_secs(4).mul_f64(0.999_999),
+                },
+            ),
+            (
+                &background,
+                true,
+                failed(Failure::Interrupted),
+                0.5,
+                Settle::Ignore,
+            ),
+            (
+                &inline,
+                false,
+                failed(Failure::Interrupted),
+                0.5,
+                Settle::Ignore,
+            ),
+        ];
+        for (i, (policy, has, finished, unit, expected)) in table.into_iter().enumerate() {
+            assert_eq!(policy.settle(has, finished, now, unit), expected, "row {i}");
+        }
+    }
+
+    #[test]
+    fn answer_table() {
+        let p = RefreshPolicy::default();
+        let fetched = Finished::Fetched { expiry: None };
+        let failed = Finished::Failed;
+        use Answer::*;
+        use Waiter::*;
+        // (waiter, finished, has last good, answer)
+        let table = [
+            (Mandatory, fetched, false, Fetched),
+            (Mandatory, fetched, true, Fetched),
+            (InlineAdvisory, fetched, true, Fetched),
+            (Mandatory, failed(Failure::Recoverable), true, LastGood),
+            (Mandatory, failed(Failure::Recoverable), false, Raise),
+            (Mandatory, failed(Failure::NonRecoverable), true, Raise),
+            (Mandatory, failed(Failure::Interrupted), true, Raise),
+            (InlineAdvisory, failed(Failure::Recoverable), true, LastGood),
+            // The SDK scenarios: the caller that ran the refresh sees the non-recoverable error.
+            (InlineAdvisory, failed(Failure::NonRecoverable), true, Raise),
+            (InlineAdvisory, failed(Failure::Interrupted), true, LastGood),
+        ];
+        for (i, (waiter, finished, has, expected)) in table.into_iter().enumerate() {
+            assert_eq!(p.answer(waiter, finished, has), expected, "row {i}");
+        }
+    }
+
+    #[test]
+    fn join_table() {
+        let p = RefreshPolicy {
+            load_timeout: Duration::from_secs(5),
+            ..RefreshPolicy::default()
+        };
+        let calling = |since: u64| Progress {
+            call_started: Some(t(since)),
+            outlived: false,
+        };
+        let queued = Progress {
+            call_started: None,
+            outlived: false,
+        };
+        let outlived = Progress {
+            call_started: Some(t(10)),
+            outlived: true,
+        };
+        // (progress, arrived, join)
+        let table = [
+            // The timeout runs from the caller's arrival or the start of the source call,
+            // whichever is later.
+            (
+                calling(10),
+                10,
+                Join::Wait {
+                    deadline: Some(t(15)),
+                },
+            ),
+            (
+                calling(10),
+                12,
+                Join::Wait {
+                    deadline: Some(t(17)),
+                },
+            ),
+            (
+                calling(20),
+                12,
+                Join::Wait {
+                    deadline: Some(t(25)),
+                },
+            ),
+            // Queued at a Limiter: a stand-in at once, or a wait with no deadline yet.
+            (queued, 12, Join::StandInFirst { deadline: None }),
+            // One wait per refresh.
+            (
+                outlived,
+                16,
+                Join::StandInFirst {
+                    deadline: Some(t(21)),
+                },
+            ),
+        ];
+        for (i, (progress, arrived, expected)) in table.into_iter().enumerate() {
+            assert_eq!(p.join(progress, t(arrived)), expected, "row {i}");
+        }
+        assert_eq!(STAND_INS, [StandIn::ProviderFallback, StandIn::LastGood]);
+    }
+
+    #[test]
+    fn label_table() {
+        let w = no_jitter().windows(t(0), Some(t(3600)), 0.0);
+        let base = view(w);
+        let with = |f: &dyn Fn(&mut View)| {
+            let mut v = base;
+            f(&mut v);
+            v
+        };
+        let background = no_jitter();
+        let inline = inline();
+        let error = with(&|v| v.error_until = Some(t(9000)));
+        // (policy, view, now, expired, label)
+        let table = [
+            (
+                &background,
+                with(&|v| v.has_credentials = false),
+                100,
+                false,
+                "empty",
+            ),
+            (&background, base, 100, false, "fresh"),
+            (&background, base, 2800, false, "advisory"),
+            (&background, base, 3550, false, "mandatory"),
+            (&background, base, 3700, true, "expired"),
+            (
+                &background,
+                with(&|v| v.backoff_until = Some(t(9000))),
+                100,
+                false,
+                "backoff",
+            ),
+            (
+                &background,
+                with(&|v| v.backoff_until = Some(t(9000))),
+                3700,
+                true,
+                "expired",
+            ),
+            (
+                &background,
+                with(&|v| v.invalidated = true),
+                100,
+                false,
+                "invalidated",
+            ),
+            (&background, error, 2800, false, "advisory"),
+            (&inline, error, 2800, false, "advisory"),
+            (&inline, error, 3550, false, "mandatory"),
+        ];
+        for (i, (policy, v, now, expired, expected)) in table.into_iter().enumerate() {
+            assert_eq!(policy.label(&v, t(now), expired), expected, "row {i}");
+        }
     }
 }
