@@ -16,8 +16,8 @@ use crate::error::{CredentialsError, ErrorKind, Result};
 use crate::flight::{self, FlightCtx};
 use crate::limiter::{CallSite, Limiter};
 use crate::policy::{
-    AdvisoryRefresh, Answer, Decision, Failure, Finished, Join, Progress, RefreshPolicy, Settle,
-    StandIn, View, Waiter, Windows, STAND_INS,
+    AdvisoryRefresh, Answer, Decision, Failure, Finished, Progress, RefreshPolicy, Settle, StandIn,
+    StandInNow, View, Waiter, Windows, STAND_INS,
 };
 use crate::provider::SharedProvider;
 use crate::runtime;
@@ -528,10 +528,9 @@ impl CredentialCache {
         inner
             .state
             .rcu(|current| self.apply(current, &flight, &outcome, now, unit));
-        // Publish after the state (a woken waiter that reads the state sees the new one), and
-        // before logging (a log record may wait for the host's interpreter).
-        flight.result.send_replace(Some(outcome.clone()));
         self.log_outcome(&outcome, started.elapsed());
+        // Publish after the state: a woken waiter that reads the state sees the new one.
+        flight.result.send_replace(Some(outcome));
     }
 
     /// One line per refresh, at the level an operator would choose. Never a secret.
@@ -648,15 +647,14 @@ impl CredentialCache {
         let mut counted = false;
         loop {
             let now_progress = *progress.borrow_and_update();
-            let deadline = match inner.policy.join(now_progress, arrived) {
-                Join::StandInFirst { deadline } => {
-                    if let Some(entry) = self.stand_in() {
-                        return Ok(entry);
-                    }
-                    deadline
+            let join = inner.policy.join(now_progress, arrived);
+            if join.stand_in != StandInNow::No {
+                let valid_only = join.stand_in == StandInNow::IfValid;
+                if let Some(entry) = self.stand_in(valid_only) {
+                    return Ok(entry);
                 }
-                Join::Wait { deadline } => deadline,
-            };
+            }
+            let deadline = join.deadline;
             if !counted {
                 bump(&inner.stats.waits);
                 counted = true;
@@ -716,7 +714,7 @@ impl CredentialCache {
         // Its blocking work may be queued behind hung calls on the pool: from now on it runs on
         // a thread of its own, so the late result does come.
         flight.ctx.mark_nested();
-        let served = self.stand_in();
+        let served = self.stand_in(false);
         let timeout = inner.policy.load_timeout.as_secs_f64();
         match &served {
             Some(entry) => log::warn!(
@@ -741,17 +739,27 @@ impl CredentialCache {
         })
     }
 
-    /// The first stand-in there is, in the order of [`STAND_INS`].
-    fn stand_in(&self) -> Option<Arc<Entry>> {
+    /// The first stand-in there is, in the order of [`STAND_INS`]; `valid_only`: only one
+    /// whose credentials have not expired.
+    fn stand_in(&self, valid_only: bool) -> Option<Arc<Entry>> {
         let inner = &self.inner;
+        let now = inner.clock.now();
+        let usable = |c: &Credentials| !(valid_only && c.is_expired(now));
         STAND_INS.iter().find_map(|stand_in| match stand_in {
-            StandIn::ProviderFallback => inner.provider.fallback_on_interrupt().map(|c| {
-                bump(&inner.stats.fallbacks);
-                Arc::new(Entry::new(c.or_provider_name(inner.provider.name())))
-            }),
-            StandIn::LastGood => self.last_good().inspect(|_| {
-                bump(&inner.stats.static_stability);
-            }),
+            StandIn::ProviderFallback => {
+                inner
+                    .provider
+                    .fallback_on_interrupt()
+                    .filter(usable)
+                    .map(|c| {
+                        bump(&inner.stats.fallbacks);
+                        Arc::new(Entry::new(c.or_provider_name(inner.provider.name())))
+                    })
+            }
+            StandIn::LastGood => self
+                .last_good()
+                .filter(|e| usable(e.credentials()))
+                .inspect(|_| bump(&inner.stats.static_stability)),
         })
     }
 

@@ -296,13 +296,25 @@ pub struct Progress {
     pub outlived: bool,
 }
 
-/// What a caller that would wait on a refresh does.
+/// Which stand-in a caller that would wait on a refresh takes at once instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Join {
-    /// Serve a stand-in at once if there is one; otherwise wait (until `deadline`, if any).
-    StandInFirst { deadline: Option<SystemTime> },
-    /// Wait for the refresh until `deadline` (if any), then fall back to a stand-in.
-    Wait { deadline: Option<SystemTime> },
+pub enum StandInNow {
+    /// None: it waits for the refresh.
+    No,
+    /// One whose credentials have not expired (the refresh queues at a limiter: a caller with
+    /// valid credentials is not made to wait for a slot, one with expired credentials is).
+    IfValid,
+    /// Any, even expired (the refresh has outlived `load_timeout` for a caller already).
+    Any,
+}
+
+/// What a caller that would wait on a refresh does: take a stand-in at once if `stand_in`
+/// allows one and there is one; otherwise wait for the refresh until `deadline` (if any),
+/// then take any stand-in or raise `TimedOut`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Join {
+    pub stand_in: StandInNow,
+    pub deadline: Option<SystemTime>,
 }
 
 impl RefreshPolicy {
@@ -395,19 +407,22 @@ impl RefreshPolicy {
 
     /// What a caller that arrived at `arrived` does about a refresh in `progress`: one wait per
     /// refresh (once it has outlived `load_timeout` for one caller, a stand-in is served at
-    /// once), and queueing at a `Limiter` is not a slow source (a caller with a stand-in is
-    /// not made to wait for a slot; one without waits, and its `load_timeout` runs from the
-    /// start of the source call).
+    /// once), and queueing at a `Limiter` is not a slow source (a caller with valid
+    /// credentials is not made to wait for a slot; one with expired or none waits, and its
+    /// `load_timeout` runs from the start of the source call).
     #[must_use]
     pub fn join(&self, progress: Progress, arrived: SystemTime) -> Join {
         let deadline = progress
             .call_started
             .map(|started| started.max(arrived) + self.load_timeout);
-        if progress.outlived || progress.call_started.is_none() {
-            Join::StandInFirst { deadline }
+        let stand_in = if progress.outlived {
+            StandInNow::Any
+        } else if progress.call_started.is_none() {
+            StandInNow::IfValid
         } else {
-            Join::Wait { deadline }
-        }
+            StandInNow::No
+        };
+        Join { stand_in, deadline }
     }
 
     /// The state `inspect()` shows; `expired`: the cached credentials have expired.
@@ -785,43 +800,29 @@ mod tests {
             call_started: Some(t(10)),
             outlived: true,
         };
-        // (progress, arrived, join)
+        let outlived_queued = Progress {
+            call_started: None,
+            outlived: true,
+        };
+        use StandInNow::{Any, IfValid, No};
+        // (progress, arrived, stand-in at once, deadline)
         let table = [
             // The timeout runs from the caller's arrival or the start of the source call,
             // whichever is later.
-            (
-                calling(10),
-                10,
-                Join::Wait {
-                    deadline: Some(t(15)),
-                },
-            ),
-            (
-                calling(10),
-                12,
-                Join::Wait {
-                    deadline: Some(t(17)),
-                },
-            ),
-            (
-                calling(20),
-                12,
-                Join::Wait {
-                    deadline: Some(t(25)),
-                },
-            ),
-            // Queued at a Limiter: a stand-in at once, or a wait with no deadline yet.
-            (queued, 12, Join::StandInFirst { deadline: None }),
+            (calling(10), 10, No, Some(15)),
+            (calling(10), 12, No, Some(17)),
+            (calling(20), 12, No, Some(25)),
+            // Queued at a Limiter: valid credentials at once, or a wait with no deadline yet.
+            (queued, 12, IfValid, None),
             // One wait per refresh.
-            (
-                outlived,
-                16,
-                Join::StandInFirst {
-                    deadline: Some(t(21)),
-                },
-            ),
+            (outlived, 16, Any, Some(21)),
+            (outlived_queued, 16, Any, None),
         ];
-        for (i, (progress, arrived, expected)) in table.into_iter().enumerate() {
+        for (i, (progress, arrived, stand_in, deadline)) in table.into_iter().enumerate() {
+            let expected = Join {
+                stand_in,
+                deadline: deadline.map(t),
+            };
             assert_eq!(p.join(progress, t(arrived)), expected, "row {i}");
         }
         assert_eq!(STAND_INS, [StandIn::ProviderFallback, StandIn::LastGood]);

@@ -201,8 +201,17 @@ async fn three_hundred_first_loads_queued_at_a_limiter_of_20_per_second_all_succ
         .all(|c| count(&c.stats().timeouts) == 0 && count(&c.stats().source_calls) == 1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_caller_with_credentials_to_serve_never_waits_for_a_limiter_slot() {
+/// A cache holding `OLD` (60-minute credentials, then `NEW`) and a busy cache whose gated
+/// refresh holds the only slot of their shared limiter once `hold` is called.
+struct SlotTaken {
+    clock: Arc<creds_core::ManualClock>,
+    gate: Gate,
+    busy: CredentialCache,
+    provider: Arc<ScriptedProvider>,
+    cache: CredentialCache,
+}
+
+async fn a_limiter_with_one_slot() -> SlotTaken {
     let clock = manual_clock();
     let limiter = Arc::new(
         Limiter::new(
@@ -215,53 +224,93 @@ async fn a_caller_with_credentials_to_serve_never_waits_for_a_limiter_slot() {
         )
         .unwrap(),
     );
-    // Another cache's refresh holds the limiter's only slot.
     let gate = Gate::new();
     let busy = cache_on(
         ScriptedProvider::new("busy", [Answer::gated(&gate, Answer::creds("BUSY", None))]).shared(),
         &clock,
-        exact_policy(),
+        RefreshPolicy {
+            load_timeout: 1000 * MIN,
+            ..exact_policy()
+        },
     );
     busy.set_limiter(Arc::clone(&limiter));
     let provider = ScriptedProvider::new(
         "p",
         [
-            Answer::Creds(creds_for("OLD", &clock, 15 * MIN)),
+            Answer::Creds(creds_for("OLD", &clock, 60 * MIN)),
             Answer::creds("NEW", None),
         ],
     )
     .shared();
     let cache = cache_on(provider.clone(), &clock, exact_policy());
-    cache.set_limiter(Arc::clone(&limiter));
+    cache.set_limiter(limiter);
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
+    SlotTaken {
+        clock,
+        gate,
+        busy,
+        provider,
+        cache,
+    }
+}
 
-    clock.advance(16 * MIN); // OLD has expired: the mandatory path, with something to serve
-    let holder = spawn_get(&busy);
-    until("the busy refresh holds the slot", || {
-        count(&busy.stats().source_calls) == 1
-    })
-    .await;
+impl SlotTaken {
+    async fn hold(&self) -> JoinHandle<Outcome> {
+        let holder = spawn_get(&self.busy);
+        until("the busy refresh holds the slot", || {
+            count(&self.busy.stats().source_calls) == 1
+        })
+        .await;
+        holder
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_with_valid_credentials_never_waits_for_a_limiter_slot() {
+    let t = a_limiter_with_one_slot().await;
+    t.clock.advance(60 * MIN - 30 * SEC); // the mandatory window: valid, but due
+    let holder = t.hold().await;
     for _ in 0..5 {
         assert_eq!(
-            get_key(&cache).await,
+            get_key(&t.cache).await,
             Ok("OLD".into()),
             "a caller with credentials to serve waited for a limiter slot"
         );
     }
     assert_eq!(
-        provider.calls(),
+        t.provider.calls(),
         1,
         "the refresh is still queued for the slot"
     );
-    assert_eq!(count(&cache.stats().timeouts), 0);
+    assert_eq!(count(&t.cache.stats().timeouts), 0);
 
-    gate.open();
+    t.gate.open();
     assert_eq!(join_key(holder).await, Ok("BUSY".into()));
     until("the queued refresh lands", || {
-        count(&cache.stats().refreshes_succeeded) == 2
+        count(&t.cache.stats().refreshes_succeeded) == 2
     })
     .await;
-    assert_eq!(get_key(&cache).await, Ok("NEW".into()));
+    assert_eq!(get_key(&t.cache).await, Ok("NEW".into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_with_expired_credentials_waits_for_its_turn_and_gets_new_ones() {
+    let t = a_limiter_with_one_slot().await;
+    t.clock.advance(61 * MIN); // expired
+    let holder = t.hold().await;
+    let caller = spawn_get(&t.cache);
+    until("the caller waits", || count(&t.cache.stats().waits) == 2).await;
+    // Queued, its load_timeout has not started: time passing does not time it out.
+    t.clock.advance(10 * MIN);
+    settle().await;
+    assert!(
+        !caller.is_finished(),
+        "it was served while its refresh was queued"
+    );
+    assert_eq!(count(&t.cache.stats().timeouts), 0);
+    t.gate.open();
+    assert_eq!(join_key(holder).await, Ok("BUSY".into()));
+    assert_eq!(join_key(caller).await, Ok("NEW".into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
