@@ -473,11 +473,6 @@ impl CredentialCache {
         let inner = &self.inner;
         bump(&inner.stats.source_calls);
         let started = std::time::Instant::now();
-        log::debug!(
-            "refreshing credentials of '{}' from {}",
-            inner.name,
-            inner.provider.name()
-        );
         // `provide()` is called inside the guarded future, so that a provider panicking before
         // it returns a future fails this flight instead of killing the task and wedging the cache.
         let limiter = inner.limiter.get();
@@ -494,14 +489,24 @@ impl CredentialCache {
                 }
             }
         });
-        let result = std::panic::AssertUnwindSafe(provide)
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                Err(CredentialsError::recoverable(
-                    "the provider panicked; see the log for its message",
-                ))
-            });
+        let mut guarded = std::pin::pin!(std::panic::AssertUnwindSafe(provide).catch_unwind());
+        // The source call is under way (handed to its thread, or queued at the limiter) before
+        // the first log record, which may wait for the host's interpreter.
+        let first = futures::poll!(guarded.as_mut());
+        log::debug!(
+            "refreshing credentials of '{}' from {}",
+            inner.name,
+            inner.provider.name()
+        );
+        let result = match first {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => guarded.await,
+        }
+        .unwrap_or_else(|_| {
+            Err(CredentialsError::recoverable(
+                "the provider panicked; see the log for its message",
+            ))
+        });
         let now = inner.clock.now();
         let outcome = match result {
             Ok(credentials) if credentials.is_expired(now) => {
