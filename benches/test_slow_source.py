@@ -50,6 +50,7 @@ def _callers(call: Callable[[], Any]) -> dict[str, Any]:
     longest = [0.0] * CALLERS
     counts = [0] * CALLERS
     slow = [0] * CALLERS
+    waited = [0.0] * CALLERS
     errors = [0] * CALLERS
     start = threading.Barrier(CALLERS + 1)
 
@@ -67,6 +68,7 @@ def _callers(call: Callable[[], Any]) -> dict[str, Any]:
             counts[slot] += 1
             longest[slot] = max(longest[slot], took)
             slow[slot] += took > SLOW
+            waited[slot] += took if took > SLOW else 0.0
             time.sleep(THINK)
 
     threads = [threading.Thread(target=caller, args=(i,)) for i in range(CALLERS)]
@@ -80,6 +82,7 @@ def _callers(call: Callable[[], Any]) -> dict[str, Any]:
         "longest_wait": max(longest),
         "calls": sum(counts),
         "calls_waiting_over_100ms": sum(slow),
+        "seconds_waited_over_100ms": sum(waited),
         "errors": sum(errors),
     }
 
