@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{Thread, ThreadId};
@@ -233,55 +233,6 @@ fn wait_in_line<F: Future>(entrance: &Arc<Entrance>, fut: F) -> (F::Output, Bato
 // Replaced in a forked child: a parent thread may have held it at fork time.
 static ENTRANCE: ProcessLocal<Entrance> = ProcessLocal::new();
 
-/// Provider threads about to take the GIL for a refresh that callers wait on.
-static URGENT: AtomicUsize = AtomicUsize::new(0);
-/// Bumped by a thread that has just released the GIL while a provider thread is urgent.
-static RELEASES: AtomicU64 = AtomicU64::new(0);
-/// How long a provider thread watches for a release before it queues for the GIL as usual.
-const URGENT_WATCH: Duration = Duration::from_micros(300);
-
-/// Called right after this thread released the GIL.
-fn released() {
-    if URGENT.load(Ordering::SeqCst) > 0 {
-        RELEASES.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// A provider thread is about to take the GIL to start a refresh: rather than queue behind
-/// every thread already waiting for it (a thousand callers arriving at once), it takes it the
-/// moment another thread releases it in creds_core (the callers that are about to wait for
-/// this very refresh), before a queued thread has woken up. Bounded: after `URGENT_WATCH` it
-/// queues as usual.
-fn take_the_next_release() {
-    let seen = RELEASES.load(Ordering::SeqCst);
-    URGENT.fetch_add(1, Ordering::SeqCst);
-    let started = Instant::now();
-    while RELEASES.load(Ordering::SeqCst) == seen && started.elapsed() < URGENT_WATCH {
-        std::hint::spin_loop();
-    }
-    URGENT.fetch_sub(1, Ordering::SeqCst);
-}
-
-/// [`detach`] for a provider thread that waits for work: once `f` hands it a provider call
-/// (`Some`), it takes the GIL ahead of the queue (see [`take_the_next_release`]).
-pub fn detach_for_work<T, F>(py: Python<'_>, f: F) -> (Option<T>, Entered)
-where
-    T: Send,
-    F: Send + FnOnce() -> Option<T>,
-{
-    let entrance = ENTRANCE.get();
-    let (value, entered, _baton) = py.detach(|| {
-        released();
-        let value = f();
-        let (entered, baton) = through_entrance(&entrance, None);
-        if value.is_some() {
-            take_the_next_release();
-        }
-        (value, entered, baton)
-    });
-    (value, entered)
-}
-
 /// Called in a forked child.
 pub fn after_fork_in_child() {
     ENTRANCE.forget();
@@ -297,7 +248,6 @@ where
 {
     let entrance = ENTRANCE.get();
     let (value, entered, _baton) = py.detach(|| {
-        released();
         let value = f();
         let (entered, baton) = through_entrance(&entrance, None);
         (value, entered, baton)
@@ -314,7 +264,6 @@ where
 {
     let entrance = ENTRANCE.get();
     let (value, entered, _baton) = py.detach(|| {
-        released();
         if on_exit_thread() {
             let value = core_runtime::block_on(fut);
             let (entered, baton) = through_entrance(&entrance, None);

@@ -212,7 +212,7 @@ impl PyWorkerPool {
     fn next_task(&self, py: Python<'_>, done: Option<&PyTask>) -> Option<PyTask> {
         let pool = Arc::clone(&self.pool);
         let done = done.and_then(|t| t.job.clone());
-        let (task, _entered) = shutdown::detach_for_work(py, move || {
+        let (task, _entered) = shutdown::detach(py, move || {
             let mut q = pool.lock();
             // Under the pool's lock, like `own_thread`'s `give_back_slot`: one of the two wins.
             if done.is_some_and(|job| !job.release_slot()) {
