@@ -721,8 +721,8 @@ impl CredentialCache {
         flight.ctx.mark_nested();
         let served = self.stand_in(false);
         let timeout = inner.policy.load_timeout.as_secs_f64();
-        match &served {
-            Some(entry) => log::warn!(
+        if let Some(entry) = &served {
+            log::warn!(
                 "no answer from {} within the load timeout of {timeout:.3}s: serving {} for \
                  '{}'; the refresh goes on",
                 inner.provider.name(),
@@ -735,8 +735,7 @@ impl CredentialCache {
                     "its fallback credentials"
                 },
                 inner.name
-            ),
-            None => {}
+            );
         }
         served.ok_or_else(|| {
             CredentialsError::timed_out(inner.policy.load_timeout)
