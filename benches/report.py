@@ -129,7 +129,7 @@ def versus(
     else:
         ratio = ours / best if best > 0 else float("inf")
     if ratio == float("inf"):
-        return "ahead (peer > 0, ours 0)"
+        return "ahead (ours: none)"
     shown = f"{ratio:.2f}{TIMES}" if ratio < 10 else fmt_ratio(ratio)
     if ratio > 1.0:
         return f"{shown} ahead"
