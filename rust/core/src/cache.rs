@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use futures::FutureExt;
-use std::future::Future as _;
 use tokio::sync::watch;
 
 use crate::clock::{SharedClock, SystemClock};
@@ -374,26 +373,6 @@ impl CredentialCache {
         runtime::block_on(self.get_slow())
     }
 
-    /// For a caller about to wait (top-level, not inside a provider): if the policy says to
-    /// wait and no refresh runs, start one now, offering a hand-over (see
-    /// [`FlightCtx::offer_hand_over`]), and return its context. The wait itself is then
-    /// [`CredentialCache::get_slow`], which finds this refresh in flight.
-    #[must_use]
-    pub fn start_awaited_refresh(&self) -> Option<Arc<FlightCtx>> {
-        if flight::current().is_some() {
-            return None;
-        }
-        let inner = &self.inner;
-        let state = inner.state.load_full();
-        if inner.policy.decide(&state.view(), inner.clock.now()) != Decision::Wait
-            || state.live_flight().is_some()
-        {
-            return None;
-        }
-        self.try_start_with(&state, None, true)
-            .map(|flight| Arc::clone(&flight.ctx))
-    }
-
     /// The slow path: everything but fresh credentials.
     ///
     /// # Errors
@@ -464,18 +443,6 @@ impl CredentialCache {
     /// Start the one flight, if the state is still `seen`. Lock-free: the compare-and-swap
     /// on the snapshot elects exactly one starter.
     fn try_start(&self, seen: &Arc<State>, parent: Option<&Arc<FlightCtx>>) -> Option<Arc<Flight>> {
-        self.try_start_with(seen, parent, false)
-    }
-
-    /// [`CredentialCache::try_start`]; `hand_over`: the caller offers a hand-over and the
-    /// flight's first step (handing its blocking work to a thread) runs here, on the caller's
-    /// thread, before the rest goes to the runtime.
-    fn try_start_with(
-        &self,
-        seen: &Arc<State>,
-        parent: Option<&Arc<FlightCtx>>,
-        hand_over: bool,
-    ) -> Option<Arc<Flight>> {
         let inner = &self.inner;
         let flight = Arc::new(Flight {
             ctx: FlightCtx::new(inner.id, parent),
@@ -491,27 +458,13 @@ impl CredentialCache {
             flight: Some(Arc::clone(&flight)),
             ..State::clone(seen)
         });
-        if hand_over {
-            flight.ctx.offer_hand_over();
-        }
         let previous = inner.state.compare_and_swap(seen, next);
         if !Arc::ptr_eq(&previous, seen) {
             return None;
         }
         let cache = self.clone();
         let driver = Arc::clone(&flight);
-        let mut task = Box::pin(async move { cache.run_flight(driver).await });
-        let runtime = runtime::current_or_shared();
-        if hand_over {
-            // The first poll's waker is a no-op: the runtime polls the task again at once.
-            let _entered = runtime.enter();
-            let waker = futures::task::noop_waker();
-            let mut cx = std::task::Context::from_waker(&waker);
-            if task.as_mut().poll(&mut cx).is_ready() {
-                return Some(flight);
-            }
-        }
-        runtime.spawn(task);
+        runtime::current_or_shared().spawn(async move { cache.run_flight(driver).await });
         Some(flight)
     }
 

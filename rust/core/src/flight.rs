@@ -42,14 +42,7 @@ pub struct FlightCtx {
     limiter: OnceLock<Arc<Limiter>>,
     /// Throttled answers the provider reported itself during its current call.
     noted_throttles: AtomicU32,
-    /// The caller that started this flight offers its host's thread hand-over to the thread
-    /// that runs the flight's blocking work (see [`FlightCtx::offer_hand_over`]).
-    hand_over: AtomicU8,
 }
-
-const NO_HAND_OVER: u8 = 0;
-const HAND_OVER_OFFERED: u8 = 1;
-const HAND_OVER_READY: u8 = 2;
 
 impl FlightCtx {
     /// The context of a flight for cache `cache_id`, started by a caller running inside
@@ -66,43 +59,7 @@ impl FlightCtx {
             waiting_on: Mutex::new(None),
             limiter: OnceLock::new(),
             noted_throttles: AtomicU32::new(0),
-            hand_over: AtomicU8::new(NO_HAND_OVER),
         })
-    }
-
-    /// The caller that starts this flight will hand its host's interpreter lock straight to
-    /// the thread that picks up the flight's blocking work, once that thread is ready.
-    pub fn offer_hand_over(&self) {
-        self.hand_over.store(HAND_OVER_OFFERED, Ordering::SeqCst);
-    }
-
-    /// For the thread that picked up this flight's blocking work: whether a hand-over is
-    /// offered; if so, the caller now knows that this thread is ready to take over.
-    pub fn take_over(&self) -> bool {
-        self.hand_over
-            .compare_exchange(
-                HAND_OVER_OFFERED,
-                HAND_OVER_READY,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
-            .is_ok()
-    }
-
-    /// For the caller that offered a hand-over: whether the work's thread is ready.
-    #[must_use]
-    pub fn taker_ready(&self) -> bool {
-        self.hand_over.load(Ordering::SeqCst) == HAND_OVER_READY
-    }
-
-    /// For the caller that offered a hand-over and stops waiting for a taker.
-    pub fn withdraw_hand_over(&self) {
-        let _ = self.hand_over.compare_exchange(
-            HAND_OVER_OFFERED,
-            NO_HAND_OVER,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
     }
 
     /// Whether cache `cache_id` is being refreshed by this flight or one waiting on it.

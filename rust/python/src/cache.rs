@@ -21,9 +21,6 @@ pub struct PyCredentialCache {
     cache: CredentialCache,
     provider: Py<PyAny>,
     limiter: Option<Py<PyAny>>,
-    /// The provider is Python code, called on a provider thread at once (no limiter): a caller
-    /// that starts a refresh hands that thread the GIL (see `shutdown::offer`).
-    hand_over: bool,
 }
 
 /// The pre-built Python object for a cache entry, made once per entry.
@@ -128,7 +125,6 @@ impl PyCredentialCache {
             },
             _ => None,
         };
-        let python_provider = provider::is_python_code(provider);
         let shared = provider::from_python(provider)?;
         let cache =
             CredentialCache::new(shared, policy, clock, name).map_err(PyValueError::new_err)?;
@@ -136,12 +132,10 @@ impl PyCredentialCache {
             cache.set_limiter(core);
             obj
         });
-        let hand_over = python_provider && limiter.is_none();
         Ok(Self {
             cache,
             provider: provider.clone().unbind(),
             limiter,
-            hand_over,
         })
     }
 
@@ -152,11 +146,6 @@ impl PyCredentialCache {
             return obj;
         }
         workers::ensure_started(py)?;
-        if self.hand_over {
-            if let Some(ctx) = self.cache.start_awaited_refresh() {
-                shutdown::offer(&ctx);
-            }
-        }
         let cache = self.cache.clone();
         let (outcome, _entered) = runtime::wait(py, async move { cache.get_slow().await })?;
         match outcome {

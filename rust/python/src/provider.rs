@@ -42,14 +42,6 @@ fn display_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "provider".to_owned())
 }
 
-/// Whether `obj` becomes a [`PyProvider`] (Python code run on a provider thread), not one of
-/// the core's own providers.
-pub fn is_python_code(obj: &Bound<'_, PyAny>) -> bool {
-    !(obj.cast::<PyProviderChain>().is_ok()
-        || obj.cast::<PyCredentialCache>().is_ok()
-        || obj.cast::<PyCredentials>().is_ok())
-}
-
 /// The core provider for a Python object: a `ProviderChain`, a `CredentialCache` (served
 /// through its cache), fixed `Credentials`, a `Provider`, or a callable.
 pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<SharedProvider> {

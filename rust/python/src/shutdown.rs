@@ -13,13 +13,12 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{Thread, ThreadId};
 use std::time::{Duration, Instant};
 
-use creds_core::flight::FlightCtx;
 use creds_core::runtime as core_runtime;
 
 use pyo3::prelude::*;
@@ -234,75 +233,6 @@ fn wait_in_line<F: Future>(entrance: &Arc<Entrance>, fut: F) -> (F::Output, Bato
 // Replaced in a forked child: a parent thread may have held it at fork time.
 static ENTRANCE: ProcessLocal<Entrance> = ProcessLocal::new();
 
-/// Threads watching for the GIL to be released, to take it over (see [`offer`]).
-static TAKERS: AtomicUsize = AtomicUsize::new(0);
-/// Bumped by a thread that has just released the GIL while a thread watches for that.
-static RELEASES: AtomicU64 = AtomicU64::new(0);
-/// How long either side of a hand-over waits for the other.
-const HAND_OVER_PATIENCE: Duration = Duration::from_millis(1);
-
-/// Called right after this thread released the GIL.
-fn released() {
-    if TAKERS.load(Ordering::SeqCst) > 0 {
-        RELEASES.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-/// The GIL hand-over of a refresh that callers wait for. Its provider runs on a provider
-/// thread, which must take the GIL to start the source call; a thousand callers arriving at
-/// once are all queued for the GIL ahead of it, so the source call would start only after all
-/// of them had passed. Instead the caller that started the refresh, still holding the GIL,
-/// waits briefly for the provider's thread to be ready ([`offer`]); that thread watches for
-/// the caller's release ([`take_over`]) and takes the GIL before any queued thread has woken
-/// up. Either side gives up after `HAND_OVER_PATIENCE`, and all is as without it.
-pub fn offer(ctx: &FlightCtx) {
-    let started = Instant::now();
-    while !ctx.taker_ready() {
-        if started.elapsed() >= HAND_OVER_PATIENCE {
-            ctx.withdraw_hand_over();
-            return;
-        }
-        std::hint::spin_loop();
-    }
-}
-
-/// For the provider's thread of a flight, detached and about to take the GIL: see [`offer`].
-fn take_over(ctx: &FlightCtx) {
-    let seen = RELEASES.load(Ordering::SeqCst);
-    TAKERS.fetch_add(1, Ordering::SeqCst);
-    if ctx.take_over() {
-        let started = Instant::now();
-        while RELEASES.load(Ordering::SeqCst) == seen && started.elapsed() < HAND_OVER_PATIENCE {
-            std::hint::spin_loop();
-        }
-    }
-    TAKERS.fetch_sub(1, Ordering::SeqCst);
-}
-
-/// [`detach`] for a provider thread waiting for work: the flight of the work `f` hands it
-/// (`flight_of`) may offer it the GIL (see [`offer`]).
-pub fn detach_for_work<T, F>(
-    py: Python<'_>,
-    flight_of: impl Send + Sync + Fn(&T) -> Option<&FlightCtx>,
-    f: F,
-) -> (Option<T>, Entered)
-where
-    T: Send,
-    F: Send + FnOnce() -> Option<T>,
-{
-    let entrance = ENTRANCE.get();
-    let (value, entered, _baton) = py.detach(|| {
-        released();
-        let value = f();
-        let (entered, baton) = through_entrance(&entrance, None);
-        if let Some(ctx) = value.as_ref().and_then(&flight_of) {
-            take_over(ctx);
-        }
-        (value, entered, baton)
-    });
-    (value, entered)
-}
-
 /// Called in a forked child.
 pub fn after_fork_in_child() {
     ENTRANCE.forget();
@@ -318,7 +248,6 @@ where
 {
     let entrance = ENTRANCE.get();
     let (value, entered, _baton) = py.detach(|| {
-        released();
         let value = f();
         let (entered, baton) = through_entrance(&entrance, None);
         (value, entered, baton)
@@ -335,7 +264,6 @@ where
 {
     let entrance = ENTRANCE.get();
     let (value, entered, _baton) = py.detach(|| {
-        released();
         if on_exit_thread() {
             let value = core_runtime::block_on(fut);
             let (entered, baton) = through_entrance(&entrance, None);

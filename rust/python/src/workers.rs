@@ -212,7 +212,7 @@ impl PyWorkerPool {
     fn next_task(&self, py: Python<'_>, done: Option<&PyTask>) -> Option<PyTask> {
         let pool = Arc::clone(&self.pool);
         let done = done.and_then(|t| t.job.clone());
-        let (task, _entered) = shutdown::detach_for_work(py, PyTask::flight, move || {
+        let (task, _entered) = shutdown::detach(py, move || {
             let mut q = pool.lock();
             // Under the pool's lock, like `own_thread`'s `give_back_slot`: one of the two wins.
             if done.is_some_and(|job| !job.release_slot()) {
@@ -269,11 +269,6 @@ pub struct PyTask {
 }
 
 impl PyTask {
-    /// The flight this call is part of.
-    fn flight(&self) -> Option<&FlightCtx> {
-        self.ctx.as_deref()
-    }
-
     /// The job's work, unless another thread has it or nobody awaits its answer any more.
     fn claim(job: &Job<PyWork>) -> Option<Self> {
         let work = job.take()?;
