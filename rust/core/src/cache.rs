@@ -178,12 +178,7 @@ impl State {
     }
 
     fn refold(mut self) -> Self {
-        self.fresh_until =
-            if self.entry.is_some() && !self.invalidated && self.backoff_until.is_none() {
-                self.windows.refresh_at
-            } else {
-                SystemTime::UNIX_EPOCH
-            };
+        self.fresh_until = RefreshPolicy::fresh_until(&self.view());
         self
     }
 }
@@ -509,7 +504,7 @@ impl CredentialCache {
         });
         let now = inner.clock.now();
         let outcome = match result {
-            Ok(credentials) if credentials.is_expired(now) => {
+            Ok(credentials) if RefreshPolicy::is_stale(credentials.expiry(), now) => {
                 bump(&inner.stats.stale_answers);
                 Err(CredentialsError::recoverable(
                     "the source returned credentials that had already expired (a stale answer)",

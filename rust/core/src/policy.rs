@@ -425,6 +425,26 @@ impl RefreshPolicy {
         Join { stand_in, deadline }
     }
 
+    /// Until when the hot path may serve the cached credentials without asking
+    /// [`RefreshPolicy::decide`] (one comparison per call): the start of the advisory window;
+    /// never while invalidated, in a backoff (even a past one: the slow path clears it), or
+    /// empty. Before this time `decide` says [`Decision::Serve`].
+    #[must_use]
+    pub fn fresh_until(view: &View) -> SystemTime {
+        if view.has_credentials && !view.invalidated && view.backoff_until.is_none() {
+            view.windows.refresh_at
+        } else {
+            SystemTime::UNIX_EPOCH
+        }
+    }
+
+    /// Whether credentials that expire at `expiry`, answered by the source at `now`, are a
+    /// stale answer: a recoverable failure, not credentials to cache.
+    #[must_use]
+    pub fn is_stale(expiry: Option<SystemTime>, now: SystemTime) -> bool {
+        expiry.is_some_and(|expiry| expiry <= now)
+    }
+
     /// The state `inspect()` shows; `expired`: the cached credentials have expired.
     #[must_use]
     pub fn label(&self, view: &View, now: SystemTime, expired: bool) -> &'static str {
@@ -880,6 +900,53 @@ mod tests {
         ];
         for (i, (policy, v, now, expired, expected)) in table.into_iter().enumerate() {
             assert_eq!(policy.label(&v, t(now), expired), expected, "row {i}");
+        }
+    }
+
+    #[test]
+    fn fresh_until_table_and_the_hot_path_agrees_with_decide() {
+        let w = no_jitter().windows(t(0), Some(t(3600)), 0.0);
+        let base = view(w);
+        let with = |f: &dyn Fn(&mut View)| {
+            let mut v = base;
+            f(&mut v);
+            v
+        };
+        let never = SystemTime::UNIX_EPOCH;
+        // (view, hot path serves until)
+        let table = [
+            (base, t(2700)),
+            (with(&|v| v.invalidated = true), never),
+            (with(&|v| v.backoff_until = Some(t(10))), never),
+            (with(&|v| v.has_credentials = false), never),
+            (with(&|v| v.error_until = Some(t(9000))), t(2700)),
+        ];
+        let p = no_jitter();
+        for (i, (v, until)) in table.into_iter().enumerate() {
+            assert_eq!(RefreshPolicy::fresh_until(&v), until, "row {i}");
+            for now in [0, 1000, 2699, 2700, 4000] {
+                if t(now) < until {
+                    assert_eq!(p.decide(&v, t(now)), Decision::Serve, "row {i} at {now}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stale_answer_table() {
+        // (expiry, answered at, stale)
+        let table = [
+            (None, 100, false),
+            (Some(200), 100, false),
+            (Some(100), 100, true),
+            (Some(50), 100, true),
+        ];
+        for (i, (expiry, now, stale)) in table.into_iter().enumerate() {
+            assert_eq!(
+                RefreshPolicy::is_stale(expiry.map(t), t(now)),
+                stale,
+                "row {i}"
+            );
         }
     }
 }
