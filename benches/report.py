@@ -115,6 +115,32 @@ def fmt_int(n: float) -> str:
     return f"{n:,.0f}"
 
 
+#: Rows where creds_core is not ahead of its best peer, collected while the sections render.
+NOT_AHEAD: list[str] = []
+
+
+def versus(
+    ours: float | None, peers: Iterable[float | None], *, lower_is_better: bool, row: str
+) -> str:
+    """How creds_core's figure compares with the best peer's in the same run: ``3.1x ahead``,
+    or ``**not ahead** (0.93x)`` (then ``row`` is listed in :data:`NOT_AHEAD`)."""
+    values = [p for p in peers if p is not None]
+    if ours is None or not values:
+        return ""
+    best = min(values) if lower_is_better else max(values)
+    if lower_is_better:
+        ratio = best / ours if ours > 0 else float("inf")
+    else:
+        ratio = ours / best if best > 0 else float("inf")
+    if ratio == float("inf"):
+        return "ahead (ours: none)"
+    shown = f"{ratio:.2f}{TIMES}" if ratio < 10 else fmt_ratio(ratio)
+    if ratio > 1.0:
+        return f"{shown} ahead"
+    NOT_AHEAD.append(row)
+    return f"**not ahead** ({shown})"
+
+
 def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -133,9 +159,16 @@ def hot_path(benches: list[Bench]) -> list[str]:
     ref_t = one[ref]["stats"]["median"] if ref else None
     ref_8 = eight[ref]["extra_info"]["calls_per_second"] if ref and ref in eight else None
     rows = []
+    peers = [n for n in one if library(n) != "creds_core"]
+
+    def rate_of(name: str) -> float | None:
+        value = eight.get(name, {}).get("extra_info", {}).get("calls_per_second")
+        return float(value) if value else None
+
     for name, b in sorted(one.items(), key=lambda kv: kv[1]["stats"]["median"]):
         median = b["stats"]["median"]
-        rate = eight.get(name, {}).get("extra_info", {}).get("calls_per_second")
+        rate = rate_of(name)
+        ours = library(name) == "creds_core"
         rows.append(
             [
                 name,
@@ -143,6 +176,24 @@ def hot_path(benches: list[Bench]) -> list[str]:
                 fmt_ratio(ref_t / median) if ref_t else "",
                 f"{rate / 1e6:.2f} M" if rate else "",
                 fmt_ratio(rate / ref_8) if rate and ref_8 else "",
+                " / ".join(
+                    [
+                        versus(
+                            median,
+                            [one[p]["stats"]["median"] for p in peers],
+                            lower_is_better=True,
+                            row=f"hot path, 1 thread: {name}",
+                        ),
+                        versus(
+                            rate,
+                            [rate_of(p) for p in peers],
+                            lower_is_better=False,
+                            row=f"hot path, 8 threads: {name}",
+                        ),
+                    ]
+                )
+                if ours
+                else "",
             ]
         )
     seconds = next(iter(eight.values()))["extra_info"]["seconds_per_round"] if eight else 1.0
@@ -164,6 +215,7 @@ def hot_path(benches: list[Bench]) -> list[str]:
                 "vs botocore",
                 "8 threads: calls/s",
                 "vs botocore",
+                "vs best peer (1 / 8 threads)",
             ],
             rows,
         ),
@@ -177,8 +229,18 @@ def single_flight(benches: list[Bench]) -> list[str]:
     if not items:
         return []
     info0 = items[0]["extra_info"]
+
+    def kind(name: str) -> str:  # a stub source, or the StsServer: compared with their like
+        return name[name.rfind("(") :]
+
     for b in items:
         i = b["extra_info"]
+        peers = [
+            p["extra_info"]
+            for p in items
+            if library(p["name"]) != "creds_core" and kind(p["name"]) == kind(b["name"])
+        ]
+        ours = library(b["name"]) == "creds_core"
         rows.append(
             [
                 b["name"],
@@ -188,6 +250,24 @@ def single_flight(benches: list[Bench]) -> list[str]:
                 fmt_time(i["wait_max"]),
                 fmt_time(i["span"]),
                 fmt_int(i["errors"]),
+                " / ".join(
+                    [
+                        versus(
+                            i["span"],
+                            [p["span"] for p in peers],
+                            lower_is_better=True,
+                            row=f"single flight, all served after: {b['name']}",
+                        ),
+                        versus(
+                            i["wait_p50"],
+                            [p["wait_p50"] for p in peers],
+                            lower_is_better=True,
+                            row=f"single flight, wait p50: {b['name']}",
+                        ),
+                    ]
+                )
+                if ours
+                else "",
             ]
         )
     return [
@@ -198,7 +278,8 @@ def single_flight(benches: list[Bench]) -> list[str]:
         " after that long).  A caller's wait runs from its own call to its return, so a"
         " thread the GIL lets in only after the refresh has finished waits next to nothing"
         ' (a low p50 can mean that); "all served" runs from the first call to the last'
-        " return and is the figure to compare.  Figures: the median over"
+        " return and is the figure to compare.  creds_core rows are compared with the best peer"
+        " over the same kind of source (stub or StsServer).  Figures: the median over"
         f" {info0['rounds']} round(s).  Time is moved past expiry with a ManualClock"
         " (creds_core) or a shifted `time_fetcher` (botocore-based peers).",
         "",
@@ -211,6 +292,7 @@ def single_flight(benches: list[Bench]) -> list[str]:
                 "wait max",
                 "all served after",
                 "errors",
+                "vs best peer (all served / p50)",
             ],
             rows,
         ),
@@ -223,8 +305,10 @@ def fanout(benches: list[Bench]) -> list[str]:
     if not items:
         return []
     rows = []
+    peer_infos = [b["extra_info"] for b in items if library(b["name"]) != "creds_core"]
     for b in items:
         i = b["extra_info"]
+        ours = library(b["name"]) == "creds_core"
         rows.append(
             [
                 i["label"],
@@ -237,6 +321,24 @@ def fanout(benches: list[Bench]) -> list[str]:
                 f"{i['peak_rss_mb']:,.0f} MB",
                 f"{i['held_mb']:,.0f} MB",
                 f"{i['held_mb_per_account']:.2f} MB",
+                " / ".join(
+                    [
+                        versus(
+                            i["seconds_per_account"],
+                            [p["seconds_per_account"] for p in peer_infos],
+                            lower_is_better=True,
+                            row=f"fan-out, time per account: {i['label']}, {i['accounts']}",
+                        ),
+                        versus(
+                            i["held_mb_per_account"],
+                            [p["held_mb_per_account"] for p in peer_infos],
+                            lower_is_better=True,
+                            row=f"fan-out, memory per account: {i['label']}, {i['accounts']}",
+                        ),
+                    ]
+                )
+                if ours
+                else "",
             ]
         )
     info0 = items[0]["extra_info"]
@@ -262,6 +364,7 @@ def fanout(benches: list[Bench]) -> list[str]:
                 "peak RSS",
                 "memory held",
                 "per account",
+                "vs best peer (time / memory per account)",
             ],
             rows,
         ),
@@ -332,8 +435,10 @@ def storm(benches: list[Bench]) -> list[str]:
     if not items:
         return []
     rows = []
+    peer_infos = [b["extra_info"] for b in items if library(b["name"]) != "creds_core"]
     for b in items:
         i = b["extra_info"]
+        ours = library(b["name"]) == "creds_core"
         limit = (
             f" (limit {i['limiter_rate']:g} + burst {i['limiter_burst']:g})"
             if "limiter_rate" in i
@@ -351,6 +456,14 @@ def storm(benches: list[Bench]) -> list[str]:
                 fmt_time(i["get_p50"]),
                 fmt_time(i["get_p99"]),
                 fmt_time(i["get_max"]),
+                versus(
+                    i["get_p99"],
+                    [p["get_p99"] for p in peer_infos],
+                    lower_is_better=True,
+                    row=f"refresh storm, get() p99: {b['name']}",
+                )
+                if ours
+                else "",
             ]
         )
     i0 = items[0]["extra_info"]
@@ -376,6 +489,7 @@ def storm(benches: list[Bench]) -> list[str]:
                 "get() p50",
                 "p99",
                 "max",
+                "vs best peer (get() p99)",
             ],
             rows,
         ),
@@ -388,10 +502,20 @@ def slow_source(benches: list[Bench]) -> list[str]:
     if not items:
         return []
     rows = []
+
+    def waited(i: dict[str, Any]) -> float:
+        # Runs before this figure existed: the longest wait stands in for it.
+        return float(i.get("seconds_waited_over_100ms", i["longest_wait"]))
+
     for b in items:
         i = b["extra_info"]
         lib = "creds_core" if b["name"].endswith("creds_core") else "botocore"
         how = f"{lib} (load_timeout {i['load_timeout']:g} s)" if "load_timeout" in i else lib
+        peers = [
+            p["extra_info"]
+            for p in items
+            if not p["name"].endswith("creds_core") and p["extra_info"]["window"] == i["window"]
+        ]
         rows.append(
             [
                 i["window"],
@@ -399,7 +523,26 @@ def slow_source(benches: list[Bench]) -> list[str]:
                 fmt_time(i["all_served_after"]),
                 fmt_time(i["longest_wait"]),
                 fmt_int(i["calls_waiting_over_100ms"]),
+                fmt_time(waited(i)),
                 fmt_int(i["source_calls"]),
+                " / ".join(
+                    [
+                        versus(
+                            i["all_served_after"],
+                            [p["all_served_after"] for p in peers],
+                            lower_is_better=True,
+                            row=f"slow source, {i['window']}: every caller served after",
+                        ),
+                        versus(
+                            waited(i),
+                            [waited(p) for p in peers],
+                            lower_is_better=True,
+                            row=f"slow source, {i['window']}: time spent waiting",
+                        ),
+                    ]
+                )
+                if lib == "creds_core"
+                else "",
             ]
         )
     i0 = items[0]["extra_info"]
@@ -412,9 +555,11 @@ def slow_source(benches: list[Bench]) -> list[str]:
         " window: advisory = expiry in 12 min, mandatory = expiry in 30 s, expired = 1 s"
         " ago.  In the mandatory and expired windows creds_core answers each call within"
         " `load_timeout` with the last good credentials (still valid in the mandatory window,"
-        " already expired in the last row: static stability) while the refresh goes on; a"
-        " caller calling again waits again, up to `load_timeout`.  boto3-refresh-session and"
-        " aws-assume-role-lib use botocore's `RefreshableCredentials` and behave as botocore.",
+        " already expired in the last row: static stability) while the refresh goes on; once"
+        " the refresh has outlived `load_timeout`, later calls are answered at once (one wait"
+        " per refresh).  Time spent waiting: the calls over 100 ms, added up over all callers."
+        "  boto3-refresh-session and aws-assume-role-lib use botocore's"
+        " `RefreshableCredentials` and behave as botocore.",
         "",
         *table(
             [
@@ -423,7 +568,9 @@ def slow_source(benches: list[Bench]) -> list[str]:
                 "every caller served after",
                 "longest wait",
                 "calls that waited > 100 ms",
+                "time spent waiting",
                 "source calls",
+                "vs botocore (served after / waiting)",
             ],
             rows,
         ),
@@ -463,10 +610,27 @@ def _version(package: str) -> str:
 
 def markdown(data: dict[str, Any]) -> str:
     benches: list[Bench] = data["benchmarks"]
-    lines = header(data)
+    NOT_AHEAD.clear()
+    body: list[str] = []
     for section in (hot_path, single_flight, fanout, storm, slow_source, asyncio_section):
-        lines += section(benches)
-    lines += shared_tier.report_sections(benches)  # the shared tier and serve (own file)
+        body += section(benches)
+    body += shared_tier.report_sections(benches)  # the shared tier and serve (own file)
+    verdict = (
+        ["**Rows where creds_core is not ahead of the best peer in this run:**", ""]
+        + [f"* {row}" for row in NOT_AHEAD]
+        if NOT_AHEAD
+        else ["creds_core is ahead of the best peer on every compared row of this run."]
+    )
+    lines = [
+        *header(data),
+        "Each creds_core row gives its ratio against the best peer of the same run (the"
+        f" peer's figure over creds_core's, so above 1{TIMES} is ahead) and is marked"
+        " **not ahead** where it is not.",
+        "",
+        *verdict,
+        "",
+        *body,
+    ]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -128,6 +128,13 @@ def assert_within_load_timeout(took: list[float]) -> None:
     assert min(took) <= LOAD_TIMEOUT + SLACK, took
 
 
+def assert_one_wait_per_refresh(took: list[float]) -> None:
+    """The first call waited load_timeout; the later calls of the same (hung) refresh were
+    answered at once (one wait per refresh)."""
+    assert_within_load_timeout(took[:1])
+    assert all(t < LOAD_TIMEOUT for t in took[1:]), took
+
+
 def _timed(fn: Callable[[], Credentials]) -> tuple[Credentials, float]:
     started = time.perf_counter()
     got = fn()
@@ -140,14 +147,14 @@ def test_a_hung_provider_costs_its_callers_load_timeout_then_its_fallback(
     provider = Hung(release, fallback=creds("FALLBACK", lifetime=600))
     cache = CredentialCache(provider, load_timeout=LOAD_TIMEOUT)
     took = []
-    for _ in range(3):  # each caller waits on the same hung call, at most load_timeout
+    for _ in range(3):  # the first call waits load_timeout, the later ones not at all
         got, seconds = _timed(cache.get)
         assert got.access_key_id == "FALLBACK"
         took.append(seconds)
-    assert_within_load_timeout(took)
+    assert_one_wait_per_refresh(took)
     assert provider.calls == 1  # callers do not pile more calls onto the hung source
     stats = cache.stats()
-    assert (stats["source_calls"], stats["timeouts"], stats["fallbacks"]) == (1, 3, 3)
+    assert (stats["source_calls"], stats["timeouts"], stats["fallbacks"]) == (1, 1, 3)
 
 
 def test_a_hung_refresh_serves_the_last_good_credentials_within_load_timeout(
@@ -171,7 +178,7 @@ def test_a_hung_refresh_serves_the_last_good_credentials_within_load_timeout(
         got, seconds = _timed(cache.get)
         assert got.access_key_id == "GOOD"
         took.append(seconds)
-    assert_within_load_timeout(took)
+    assert_one_wait_per_refresh(took)
     assert cache.stats()["static_stability"] == 3
     assert provider.calls == 2
 

@@ -1,5 +1,6 @@
-"""A short tour of the cache over a slow credential source: a timeout, the fallback served at
-once, and the late result adopted when it finally arrives. Runs with no AWS account.
+"""A short tour of the cache over a slow credential source: a timeout, the fallback served,
+later calls of the same refresh answered at once (one wait per refresh), and the late result
+adopted when it finally arrives. Runs with no AWS account.
 
     python -m creds_core.demo
 """
@@ -61,6 +62,10 @@ def main() -> None:
     _line("3. source now takes 2 s; load_timeout is 0.5 s: fallback served", t, served)
     stats = cache.stats()
     print(f"     timeouts={stats['timeouts']} fallbacks={stats['fallbacks']}")
+
+    t = time.perf_counter()
+    again = cache.get()
+    _line("   the same refresh still runs: the next get() does not wait", t, again)
 
     t = time.perf_counter()
     while cache.stats()["late_results"] == 0:

@@ -7,8 +7,9 @@ Each of ``--roles`` distinct roles is assumed and then makes one signed GetCalle
 call with its credentials, on 64 threads:
 
 * **creds_core**: ``creds_core.boto3.assume_role`` from one source session; the AssumeRole
-  calls of all roles share one :class:`~creds_core.Limiter` at 40 % of the STS rate (each
-  role makes one more call of its own right after, and the rest is a margin for bursts),
+  calls of all roles share one :class:`~creds_core.Limiter` at 45 % of the STS rate with a
+  burst of a fifth of a second's worth (each role makes one more call of its own right after,
+  and the rest is a margin for bursts),
   and a ``load_timeout`` of 30 s, since a first fetch includes the wait in the Limiter's
   queue behind the other roles';
 * **plain boto3**: a ``boto3.Session`` and STS client per role (default retry settings),
@@ -43,7 +44,12 @@ DEFAULT_LATENCY = 0.020
 WORKERS = 64
 #: The share of the STS rate given to the AssumeRole calls of creds_core's role caches: each
 #: role makes one more call of its own right after, and a margin absorbs bursts.
-LIMITER_SHARE = 0.4
+LIMITER_SHARE = 0.45
+#: The AssumeRole calls the Limiter lets through at once, as a share of its rate.  Each role's
+#: own call follows its AssumeRole, so a burst is paid twice; with the default (a full second's
+#: worth) the first second used about all of the STS's bucket and was throttled in some runs,
+#: which halves the Limiter's rate and cost 1-2 s.
+LIMITER_BURST_SHARE = 0.2
 #: load_timeout of the role caches: a first fetch includes the wait for the shared Limiter.
 ROLE_LOAD_TIMEOUT = 30.0
 REGION = "us-east-1"
@@ -121,8 +127,8 @@ def _creds_core_worker(url: str, limiter: Any) -> Callable[[int], None]:
             role_session_name=_SESSION_NAME,
             endpoint_url=url,
             limiter=limiter,
-            # A first fetch waits in the Limiter's queue with the other roles' (at 40 /s,
-            # 64 waiting roles take 1.6 s on average): allow that on top of the call.
+            # A first fetch waits in the Limiter's queue with the other roles': its
+            # load_timeout runs from the start of its AssumeRole call, not before.
             cache_options={"load_timeout": ROLE_LOAD_TIMEOUT},
         )
         _check_identity(role.client("sts", endpoint_url=url).get_caller_identity(), role_arn)
@@ -258,7 +264,12 @@ def run(
             file=err,
             flush=True,
         )
-        limiter = Limiter(max_concurrency=WORKERS, rate=rate * LIMITER_SHARE, name="demo STS")
+        limiter = Limiter(
+            max_concurrency=WORKERS,
+            rate=rate * LIMITER_SHARE,
+            burst=max(1.0, rate * LIMITER_SHARE * LIMITER_BURST_SHARE),
+            name="demo STS",
+        )
         phases = [Phase("creds_core", roles), Phase("plain boto3", roles)]
         _run_phase(phases[0], _creds_core_worker(sts.url, limiter), sts, progress, err)
         _run_phase(phases[1], _boto3_worker(sts.url), sts, progress, err)

@@ -2,7 +2,7 @@
 //! refresh, and the refresh policy of [`crate::policy`] carried out.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -14,8 +14,11 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::credentials::Credentials;
 use crate::error::{CredentialsError, ErrorKind, Result};
 use crate::flight::{self, FlightCtx};
-use crate::limiter::{CallOutcome, Limiter};
-use crate::policy::{self, AdvisoryRefresh, Decision, RefreshPolicy, View, Windows};
+use crate::limiter::{CallSite, Limiter};
+use crate::policy::{
+    AdvisoryRefresh, Answer, Decision, Failure, Finished, Progress, RefreshPolicy, Settle, StandIn,
+    StandInNow, View, Waiter, Windows, STAND_INS,
+};
 use crate::provider::SharedProvider;
 use crate::runtime;
 
@@ -67,8 +70,48 @@ struct Flight {
     ctx: Arc<FlightCtx>,
     generation: u64,
     result: watch::Sender<Option<Outcome>>,
-    /// Set when a waiter gave up on it: its result, when it comes, is a late result.
-    abandoned: AtomicBool,
+    /// Where the refresh is: queued at a limiter or calling the source since when, and whether
+    /// it outlived `load_timeout` for a caller (then its result is a late result).
+    progress: watch::Sender<Progress>,
+}
+
+/// A flight's source call as a [`Limiter::call`] sees it.
+struct Site<'a> {
+    flight: &'a Flight,
+    clock: &'a SharedClock,
+}
+
+impl CallSite for Site<'_> {
+    fn bypass_slots(&self) -> bool {
+        self.flight.ctx.is_nested()
+    }
+
+    fn became_bypass(&self) -> futures::future::BoxFuture<'_, ()> {
+        Box::pin(self.flight.ctx.became_nested())
+    }
+
+    fn queued(&self) {
+        self.flight.progress.send_if_modified(|p| {
+            let was = p.call_started.take();
+            was.is_some()
+        });
+    }
+
+    fn started(&self) {
+        // A call that did not queue goes on from the time its flight started.
+        let now = self.clock.now();
+        self.flight.progress.send_if_modified(|p| {
+            let queued = p.call_started.is_none();
+            if queued {
+                p.call_started = Some(now);
+            }
+            queued
+        });
+    }
+
+    fn take_noted_throttles(&self) -> u32 {
+        self.flight.ctx.take_noted_throttles()
+    }
 }
 
 impl Flight {
@@ -126,6 +169,11 @@ impl State {
             windows: self.windows,
             backoff_until: self.backoff_until,
             error_until: self.error.as_ref().map(|(_, until)| *until),
+            error_needs_user: self
+                .error
+                .as_ref()
+                .is_some_and(|(e, _)| Failure::of(e.kind()) == Failure::NeedsUser),
+            expiry: self.entry.as_ref().and_then(|e| e.credentials().expiry()),
             invalidated: self.invalidated,
         }
     }
@@ -135,12 +183,7 @@ impl State {
     }
 
     fn refold(mut self) -> Self {
-        self.fresh_until =
-            if self.entry.is_some() && !self.invalidated && self.backoff_until.is_none() {
-                self.windows.refresh_at
-            } else {
-                SystemTime::UNIX_EPOCH
-            };
+        self.fresh_until = RefreshPolicy::fresh_until(&self.view());
         self
     }
 }
@@ -210,9 +253,6 @@ pub struct Inspection {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Source calls made for one refresh while the source throttles (with a limiter).
-const THROTTLED_ATTEMPTS: u32 = 4;
 
 struct Inner {
     id: u64,
@@ -346,7 +386,7 @@ impl CredentialCache {
         loop {
             let now = inner.clock.now();
             let state = inner.state.load_full();
-            match policy::decide(&state.view(), now) {
+            match inner.policy.decide(&state.view(), now) {
                 Decision::Serve => return Ok(state.entry.clone().expect("Serve implies an entry")),
                 Decision::ServeRateLimited => {
                     bump(&inner.stats.rate_limited);
@@ -356,16 +396,12 @@ impl CredentialCache {
                         .expect("ServeRateLimited implies an entry"));
                 }
                 Decision::RaiseCachedError => {
-                    let error = state
+                    bump(&inner.stats.cached_errors);
+                    return Err(state
                         .error
                         .clone()
                         .expect("RaiseCachedError implies an error")
-                        .0;
-                    if let Some(entry) = self.valid_despite(&error, now) {
-                        return Ok(entry);
-                    }
-                    bump(&inner.stats.cached_errors);
-                    return Err(error);
+                        .0);
                 }
                 Decision::ServeAndRefresh => {
                     let cached = state
@@ -375,18 +411,6 @@ impl CredentialCache {
                     if state.live_flight().is_some() {
                         return Ok(cached);
                     }
-                    if let Some((error, until)) = &state.error {
-                        if now < *until {
-                            let mode = inner.policy.advisory_refresh;
-                            if policy::advisory_with_cached_error(mode, error.kind())
-                                == Decision::RaiseCachedError
-                            {
-                                bump(&inner.stats.cached_errors);
-                                return Err(error.clone());
-                            }
-                            return Ok(cached);
-                        }
-                    }
                     let Some(flight) = self.try_start(&state, parent.as_ref()) else {
                         continue;
                     };
@@ -395,14 +419,10 @@ impl CredentialCache {
                             bump(&inner.stats.background_refreshes);
                             Ok(cached)
                         }
-                        // The winner waits; a non-recoverable failure is raised to it, any
-                        // other still leaves valid credentials to serve.
+                        // The winner waits, as in the SDKs.
                         AdvisoryRefresh::Inline => {
-                            match self.wait(&flight, parent.as_ref()).await {
-                                Err(e) if policy::inline_advisory_raises(e.kind()) => Err(e),
-                                Err(_) => Ok(cached),
-                                Ok(entry) => Ok(entry),
-                            }
+                            self.wait(&flight, parent.as_ref(), Waiter::InlineAdvisory)
+                                .await
                         }
                     };
                 }
@@ -414,7 +434,7 @@ impl CredentialCache {
                             None => continue,
                         },
                     };
-                    return self.wait(&flight, parent.as_ref()).await;
+                    return self.wait(&flight, parent.as_ref(), Waiter::Mandatory).await;
                 }
             }
         }
@@ -428,7 +448,11 @@ impl CredentialCache {
             ctx: FlightCtx::new(inner.id, parent),
             generation: runtime::generation(),
             result: watch::channel(None).0,
-            abandoned: AtomicBool::new(false),
+            progress: watch::channel(Progress {
+                call_started: Some(inner.clock.now()),
+                outlived: false,
+            })
+            .0,
         });
         let next = Arc::new(State {
             flight: Some(Arc::clone(&flight)),
@@ -449,51 +473,43 @@ impl CredentialCache {
         let inner = &self.inner;
         bump(&inner.stats.source_calls);
         let started = std::time::Instant::now();
+        // `provide()` is called inside the guarded future, so that a provider panicking before
+        // it returns a future fails this flight instead of killing the task and wedging the cache.
+        let limiter = inner.limiter.get();
+        let site = Site {
+            flight: &flight,
+            clock: &inner.clock,
+        };
+        let provide = flight::scope(Arc::clone(&flight.ctx), async {
+            match limiter {
+                None => inner.provider.provide().await,
+                Some(limiter) => {
+                    flight.ctx.set_limiter(limiter);
+                    limiter.call(&site, || inner.provider.provide()).await
+                }
+            }
+        });
+        let mut guarded = std::pin::pin!(std::panic::AssertUnwindSafe(provide).catch_unwind());
+        // The source call is under way (handed to its thread, or queued at the limiter) before
+        // the first log record, which may wait for the host's interpreter.
+        let first = futures::poll!(guarded.as_mut());
         log::debug!(
             "refreshing credentials of '{}' from {}",
             inner.name,
             inner.provider.name()
         );
-        // `provide()` is called inside the guarded future, so that a provider panicking before
-        // it returns a future fails this flight instead of killing the task and wedging the cache.
-        let limiter = inner.limiter.get();
-        let ctx = Arc::clone(&flight.ctx);
-        let provide = flight::scope(Arc::clone(&flight.ctx), async {
-            let Some(limiter) = limiter else {
-                return inner.provider.provide().await;
-            };
-            ctx.set_limiter(limiter);
-            // The limiter's slot is held only around the source call itself. A throttled call
-            // is tried again (the limiter has slowed down meanwhile) before it counts as a
-            // failure: under a shared limiter, throttling is pacing, not an outage.
-            let mut attempt = 0;
-            loop {
-                let permit = limiter
-                    .acquire(ctx.is_nested(), ctx.became_nested())
-                    .await?;
-                ctx.take_noted_throttles();
-                let result = inner.provider.provide().await;
-                let outcome = CallOutcome::of(&result);
-                // A throttled answer the provider already reported is not counted twice.
-                let noted = ctx.take_noted_throttles() > 0;
-                limiter.record_call(permit, outcome, noted);
-                attempt += 1;
-                if outcome != CallOutcome::Throttled || attempt >= THROTTLED_ATTEMPTS {
-                    return result;
-                }
-            }
+        let result = match first {
+            std::task::Poll::Ready(result) => result,
+            std::task::Poll::Pending => guarded.await,
+        }
+        .unwrap_or_else(|_| {
+            Err(CredentialsError::recoverable(
+                "the provider panicked; see the log for its message",
+            ))
         });
-        let result = std::panic::AssertUnwindSafe(provide)
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|_| {
-                Err(CredentialsError::recoverable(
-                    "the provider panicked; see the log for its message",
-                ))
-            });
         let now = inner.clock.now();
         let outcome = match result {
-            Ok(credentials) if credentials.is_expired(now) => {
+            Ok(credentials) if RefreshPolicy::is_stale(credentials.expiry(), now) => {
                 bump(&inner.stats.stale_answers);
                 Err(CredentialsError::recoverable(
                     "the source returned credentials that had already expired (a stale answer)",
@@ -510,12 +526,13 @@ impl CredentialCache {
             Ok(_) => bump(&inner.stats.refreshes_succeeded),
             Err(_) => bump(&inner.stats.refreshes_failed),
         }
-        if flight.abandoned.load(Ordering::SeqCst) {
+        if flight.progress.borrow().outlived {
             bump(&inner.stats.late_results);
         }
+        let unit = rand::random();
         inner
             .state
-            .rcu(|current| self.apply(current, &flight, &outcome, now));
+            .rcu(|current| self.apply(current, &flight, &outcome, now, unit));
         self.log_outcome(&outcome, started.elapsed());
         // Publish after the state: a woken waiter that reads the state sees the new one.
         flight.result.send_replace(Some(outcome));
@@ -551,133 +568,210 @@ impl CredentialCache {
                         inner.name,
                         crate::clock::iso8601(*until)
                     );
+                } else if e.kind() != ErrorKind::Interrupted {
+                    log::warn!(
+                        "refresh of '{}' failed after {took_ms:.1} ms: {e}; the next call tries \
+                         the source again",
+                        inner.name
+                    );
                 }
             }
         }
     }
 
+    /// The state after `flight` ended with `outcome`, as [`RefreshPolicy::settle`] says.
     fn apply(
         &self,
         current: &Arc<State>,
         flight: &Arc<Flight>,
         outcome: &Outcome,
         now: SystemTime,
+        unit: f64,
     ) -> State {
-        let policy = &self.inner.policy;
         let mut next = State::clone(current);
         if next.flight.as_ref().is_some_and(|f| Arc::ptr_eq(f, flight)) {
             next.flight = None;
         }
-        match outcome {
-            Ok(entry) => {
-                next.windows = policy.windows(now, entry.credentials().expiry(), rand::random());
+        let settle = self
+            .inner
+            .policy
+            .settle(next.entry.is_some(), finished(outcome), now, unit);
+        match (settle, outcome) {
+            (Settle::Store { windows }, Ok(entry)) => {
+                next.windows = windows;
                 next.entry = Some(Arc::clone(entry));
                 next.backoff_until = None;
                 next.error = None;
                 next.invalidated = false;
             }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => {
+            (Settle::Backoff { until }, Err(e)) => {
                 next.last_error = Some(e.clone());
-                let has_credentials = next.entry.is_some();
-                if e.is_recoverable() && has_credentials {
-                    next.backoff_until =
-                        Some(now + RefreshPolicy::pick(policy.refresh_backoff, rand::random()));
-                } else if !policy::caches_error(policy.advisory_refresh, e.kind(), has_credentials)
-                {
-                    next.backoff_until = None;
-                    next.error = None;
-                } else {
-                    next.backoff_until = None;
-                    next.error = Some((
-                        e.clone(),
-                        now + RefreshPolicy::pick(policy.error_cache, rand::random()),
-                    ));
-                }
+                next.backoff_until = Some(until);
+                next.error = None;
             }
+            (Settle::CacheError { until }, Err(e)) => {
+                next.last_error = Some(e.clone());
+                next.backoff_until = None;
+                next.error = Some((e.clone(), until));
+            }
+            (Settle::RaiseOnce, Err(e)) => next.last_error = Some(e.clone()),
+            _ => {}
         }
         next.refold()
     }
 
-    /// Wait for `flight`, at most `load_timeout`; on timeout fall back (provider fallback, then
-    /// the last good credentials), and on a recoverable failure serve the last good credentials.
-    async fn wait(&self, flight: &Arc<Flight>, parent: Option<&Arc<FlightCtx>>) -> Outcome {
-        let inner = &self.inner;
-        bump(&inner.stats.waits);
+    /// Wait for `flight` as `waiter`: at most `load_timeout` from the start of its source call,
+    /// then a stand-in (provider fallback, then the last good credentials); a stand-in at once
+    /// while the flight queues at a limiter or once it outlived `load_timeout` for a caller;
+    /// the answer [`RefreshPolicy::answer`] gives once it ends.
+    async fn wait(
+        &self,
+        flight: &Arc<Flight>,
+        parent: Option<&Arc<FlightCtx>>,
+        waiter: Waiter,
+    ) -> Outcome {
         if let Some(parent) = parent {
             flight.ctx.mark_nested();
             if !parent.begin_wait(&flight.ctx) {
-                return Err(CredentialsError::cycle(&inner.name));
+                return Err(CredentialsError::cycle(&self.inner.name));
             }
         }
-        let timeout = inner.clock.sleep(inner.policy.load_timeout);
-        let result = tokio::select! {
-            biased;
-            outcome = flight.wait() => Some(outcome),
-            () = timeout => None,
-        };
+        let result = self.wait_for(flight, waiter).await;
         if let Some(parent) = parent {
             parent.end_wait();
         }
-        match result {
-            Some(Ok(entry)) => Ok(entry),
-            Some(Err(e)) if e.is_recoverable() => match self.last_good() {
-                Some(entry) => {
-                    bump(&inner.stats.static_stability);
-                    Ok(entry)
+        result
+    }
+
+    async fn wait_for(&self, flight: &Arc<Flight>, waiter: Waiter) -> Outcome {
+        let inner = &self.inner;
+        let arrived = inner.clock.now();
+        let mut progress = flight.progress.subscribe();
+        let mut result = std::pin::pin!(flight.wait());
+        let mut timer: Option<(SystemTime, crate::clock::Sleep)> = None;
+        let mut counted = false;
+        loop {
+            let now_progress = *progress.borrow_and_update();
+            let join = inner.policy.join(now_progress, arrived);
+            if join.stand_in != StandInNow::No {
+                let valid_only = join.stand_in == StandInNow::IfValid;
+                if let Some(entry) = self.stand_in(valid_only) {
+                    return Ok(entry);
                 }
-                None => Err(e),
-            },
-            Some(Err(e)) => match self.valid_despite(&e, inner.clock.now()) {
-                Some(entry) => Ok(entry),
-                None => Err(e),
-            },
-            None => {
-                bump(&inner.stats.timeouts);
-                flight.abandoned.store(true, Ordering::SeqCst);
-                // Its blocking work may be queued behind hung calls on the pool: from now on it
-                // runs on a thread of its own, so the late result does come.
-                flight.ctx.mark_nested();
-                if let Some(credentials) = inner.provider.fallback_on_interrupt() {
-                    bump(&inner.stats.fallbacks);
-                    log::warn!(
-                        "no answer from {} within the load timeout of {:.3}s: serving its fallback \
-                         credentials for '{}'; the refresh goes on",
-                        inner.provider.name(),
-                        inner.policy.load_timeout.as_secs_f64(),
-                        inner.name
-                    );
-                    return Ok(Arc::new(Entry::new(
-                        credentials.or_provider_name(inner.provider.name()),
-                    )));
+            }
+            let deadline = join.deadline;
+            if !counted {
+                bump(&inner.stats.waits);
+                counted = true;
+            }
+            if timer.as_ref().map(|(at, _)| *at) != deadline {
+                timer = deadline.map(|at| (at, inner.clock.sleep_until(at)));
+            }
+            let timeout = async {
+                match timer.as_mut() {
+                    Some((_, sleep)) => sleep.await,
+                    None => std::future::pending().await,
                 }
-                match self.last_good() {
-                    Some(entry) => {
-                        bump(&inner.stats.static_stability);
-                        log::warn!(
-                            "no answer from {} within the load timeout of {:.3}s: serving the last \
-                             good credentials of '{}'; the refresh goes on",
-                            inner.provider.name(),
-                            inner.policy.load_timeout.as_secs_f64(),
-                            inner.name
-                        );
-                        Ok(entry)
+            };
+            tokio::select! {
+                biased;
+                outcome = &mut result => return self.answer(waiter, outcome),
+                () = timeout => return self.timed_out(flight),
+                changed = progress.changed() => {
+                    if changed.is_err() {
+                        // The flight is gone (it cannot be while we hold it): wait for its result.
+                        return self.answer(waiter, result.await);
                     }
-                    None => Err(CredentialsError::timed_out(inner.policy.load_timeout)
-                        .with_provider(inner.provider.name())),
                 }
             }
         }
     }
 
-    /// The cached credentials when `error` does not hide them and they are still valid at `now`
-    /// (a failure only the user can fix: served until they expire).
-    fn valid_despite(&self, error: &CredentialsError, now: SystemTime) -> Option<Arc<Entry>> {
-        if !policy::serves_valid_credentials_despite(error.kind()) {
-            return None;
+    /// What a waiter answers once the refresh ended with `outcome`.
+    fn answer(&self, waiter: Waiter, outcome: Outcome) -> Outcome {
+        let last_good = self.last_good();
+        match self
+            .inner
+            .policy
+            .answer(waiter, finished(&outcome), last_good.is_some())
+        {
+            Answer::Fetched | Answer::Raise => outcome,
+            Answer::LastGood => match last_good {
+                Some(entry) => {
+                    if waiter == Waiter::Mandatory {
+                        bump(&self.inner.stats.static_stability);
+                    }
+                    Ok(entry)
+                }
+                None => outcome,
+            },
+            Answer::LastGoodIfValid => {
+                let now = self.inner.clock.now();
+                match last_good.filter(|entry| !entry.credentials().is_expired(now)) {
+                    Some(entry) => Ok(entry),
+                    None => outcome,
+                }
+            }
         }
-        self.last_good()
-            .filter(|entry| !entry.credentials().is_expired(now))
+    }
+
+    /// `load_timeout` passed for this caller: the refresh goes on (its result lands later) and
+    /// has outlived the timeout for everyone; serve a stand-in or raise `TimedOut`.
+    fn timed_out(&self, flight: &Arc<Flight>) -> Outcome {
+        let inner = &self.inner;
+        bump(&inner.stats.timeouts);
+        flight
+            .progress
+            .send_if_modified(|p| !std::mem::replace(&mut p.outlived, true));
+        // Its blocking work may be queued behind hung calls on the pool: from now on it runs on
+        // a thread of its own, so the late result does come.
+        flight.ctx.mark_nested();
+        let served = self.stand_in(false);
+        let timeout = inner.policy.load_timeout.as_secs_f64();
+        if let Some(entry) = &served {
+            log::warn!(
+                "no answer from {} within the load timeout of {timeout:.3}s: serving {} for \
+                 '{}'; the refresh goes on",
+                inner.provider.name(),
+                if self
+                    .last_good()
+                    .is_some_and(|last| Arc::ptr_eq(&last, entry))
+                {
+                    "the last good credentials"
+                } else {
+                    "its fallback credentials"
+                },
+                inner.name
+            );
+        }
+        served.ok_or_else(|| {
+            CredentialsError::timed_out(inner.policy.load_timeout)
+                .with_provider(inner.provider.name())
+        })
+    }
+
+    /// The first stand-in there is, in the order of [`STAND_INS`]; `valid_only`: only one
+    /// whose credentials have not expired.
+    fn stand_in(&self, valid_only: bool) -> Option<Arc<Entry>> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let usable = |c: &Credentials| !(valid_only && c.is_expired(now));
+        STAND_INS.iter().find_map(|stand_in| match stand_in {
+            StandIn::ProviderFallback => {
+                inner
+                    .provider
+                    .fallback_on_interrupt()
+                    .filter(usable)
+                    .map(|c| {
+                        bump(&inner.stats.fallbacks);
+                        Arc::new(Entry::new(c.or_provider_name(inner.provider.name())))
+                    })
+            }
+            StandIn::LastGood => self
+                .last_good()
+                .filter(|e| usable(e.credentials()))
+                .inspect(|_| bump(&inner.stats.static_stability)),
+        })
     }
 
     /// The last good credentials, whatever their age (what static stability serves).
@@ -715,15 +809,8 @@ impl CredentialCache {
         let entry = state.entry.as_ref();
         let expiry = entry.and_then(|e| e.credentials().expiry());
         let has_windows = expiry.is_some();
-        let label = match (entry, policy::decide(&state.view(), now)) {
-            (None, _) => "empty",
-            (Some(e), _) if e.credentials().is_expired(now) => "expired",
-            (_, Decision::ServeRateLimited) => "backoff",
-            (_, Decision::Serve) => "fresh",
-            (_, Decision::ServeAndRefresh) => "advisory",
-            _ if state.invalidated => "invalidated",
-            _ => "mandatory",
-        };
+        let expired = entry.is_some_and(|e| e.credentials().is_expired(now));
+        let label = inner.policy.label(&state.view(), now, expired);
         let error_until = state.error.as_ref().map(|(_, until)| *until);
         Inspection {
             name: inner.name.clone(),
@@ -744,5 +831,15 @@ impl CredentialCache {
             invalidated: state.invalidated,
             state: label,
         }
+    }
+}
+
+/// How a refresh ended, as the policy sees it.
+fn finished(outcome: &Outcome) -> Finished {
+    match outcome {
+        Ok(entry) => Finished::Fetched {
+            expiry: entry.credentials().expiry(),
+        },
+        Err(e) => Finished::Failed(Failure::of(e.kind())),
     }
 }

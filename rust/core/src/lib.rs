@@ -2,8 +2,11 @@
 //!
 //! * [`credentials`]: immutable credentials whose `Debug` never shows a secret.
 //! * [`provider`] and [`chain`]: sources of credentials, with `fallback_on_interrupt`.
-//! * [`policy`]: the refresh policy as data plus a pure function of (state, now).
+//! * [`policy`]: every refresh rule as data plus pure functions of (state, outcome, now,
+//!   random numbers); [`cache`] only carries out what they decide.
 //! * [`cache`]: the lock-free cache that carries the policy out, with single-flight refresh.
+//! * [`limiter`]: AWS as a shared resource: slots, rate, adaptive slow-down, breaker, and the
+//!   one retry loop for throttled source calls ([`limiter::Limiter::call`]).
 //! * [`flight`]: the threading rules that make nested lookups deadlock-free.
 //! * [`clock`] and [`runtime`]: the injectable clock and the fork-safe shared runtime.
 

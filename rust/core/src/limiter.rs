@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use futures::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::{SharedClock, SystemClock};
@@ -153,6 +154,37 @@ impl std::fmt::Debug for Limiter {
     }
 }
 
+/// Source calls made for one [`Limiter::call`] while the source throttles.
+pub const THROTTLED_ATTEMPTS: u32 = 4;
+
+/// What a caller of [`Limiter::call`] tells the limiter and hears from it.
+pub trait CallSite: Send + Sync {
+    /// Nobody may wait for a slot on this call's behalf (a provider thread that may hold one
+    /// depends on it).
+    fn bypass_slots(&self) -> bool {
+        false
+    }
+    /// Completes once the call may no longer wait for a slot.
+    fn became_bypass(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::pending())
+    }
+    /// The call waits for its turn (a slot or the rate).
+    fn queued(&self) {}
+    /// The source call starts now.
+    fn started(&self) {}
+    /// Throttled answers the source reported itself since the last time this was asked
+    /// (see [`Limiter::note_throttled`]).
+    fn take_noted_throttles(&self) -> u32 {
+        0
+    }
+}
+
+/// A [`CallSite`] that needs nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PlainCall;
+
+impl CallSite for PlainCall {}
+
 /// The right to make one source call. Dropping it frees the slot.
 #[derive(Debug)]
 pub struct Permit {
@@ -276,10 +308,30 @@ impl Limiter {
         bypass_slots: bool,
         became_nested: impl std::future::Future<Output = ()>,
     ) -> Result<Permit, CredentialsError> {
+        self.acquire_with(bypass_slots, became_nested, || {}).await
+    }
+
+    /// [`Limiter::acquire`], calling `queued` once if the call has to wait for a slot or for
+    /// the rate.
+    async fn acquire_with(
+        &self,
+        bypass_slots: bool,
+        became_nested: impl std::future::Future<Output = ()>,
+        queued: impl FnOnce(),
+    ) -> Result<Permit, CredentialsError> {
         let probe = self.pass_breaker()?;
+        let mut queued = Some(queued);
+        let mut note_queued = || {
+            if let Some(queued) = queued.take() {
+                queued();
+            }
+        };
         let slot = if bypass_slots {
             None
+        } else if let Ok(slot) = Arc::clone(&self.semaphore).try_acquire_owned() {
+            Some(slot)
         } else {
+            note_queued();
             let slot = Arc::clone(&self.semaphore).acquire_owned();
             tokio::select! {
                 slot = slot => Some(slot.expect("the limiter's semaphore is never closed")),
@@ -287,11 +339,48 @@ impl Limiter {
             }
         };
         if let Some(start) = self.reserve() {
+            note_queued();
             self.stats.waited_for_rate.fetch_add(1, Ordering::Relaxed);
             self.clock.sleep_until(start).await;
         }
         self.stats.acquired.fetch_add(1, Ordering::Relaxed);
         Ok(Permit { _slot: slot, probe })
+    }
+
+    /// Make one source call through the limiter: wait for a slot and the rate, call
+    /// `attempt`, record how it ended. A throttled call is tried again (the limiter has slowed
+    /// down meanwhile), up to [`THROTTLED_ATTEMPTS`] calls in all, before its throttled answer
+    /// is returned: under a shared limiter, throttling is pacing, not an outage. `site` hears
+    /// when the call queues and when it starts.
+    ///
+    /// # Errors
+    /// The breaker is open, or the last attempt's error.
+    pub async fn call<T, F, Fut>(
+        &self,
+        site: &dyn CallSite,
+        mut attempt: F,
+    ) -> Result<T, CredentialsError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CredentialsError>>,
+    {
+        let mut attempts = 0;
+        loop {
+            let permit = self
+                .acquire_with(site.bypass_slots(), site.became_bypass(), || site.queued())
+                .await?;
+            site.take_noted_throttles();
+            site.started();
+            let result = attempt().await;
+            let outcome = CallOutcome::of(&result);
+            // A throttled answer the source already reported is not counted twice.
+            let noted = site.take_noted_throttles() > 0;
+            self.record_call(permit, outcome, noted);
+            attempts += 1;
+            if outcome != CallOutcome::Throttled || attempts >= THROTTLED_ATTEMPTS {
+                return result;
+            }
+        }
     }
 
     /// Fail fast while the breaker is open; let exactly one probe through after the cooldown.
@@ -689,5 +778,128 @@ mod tests {
             &CredentialsError::recoverable("x").with_code("AccessDenied")
         ));
         let _ = SystemClock.now();
+    }
+
+    /// A call site that records what it heard.
+    #[derive(Default)]
+    struct Recorder {
+        events: Mutex<Vec<&'static str>>,
+    }
+
+    impl CallSite for Recorder {
+        fn queued(&self) {
+            self.events.lock().unwrap().push("queued");
+        }
+        fn started(&self) {
+            self.events.lock().unwrap().push("started");
+        }
+    }
+
+    #[tokio::test]
+    async fn call_retries_a_throttled_source_through_the_limiter_then_gives_up() {
+        let (clock, l) = limiter(LimiterConfig {
+            rate: Some(100.0),
+            ..LimiterConfig::default()
+        });
+        let l = Arc::new(l);
+        let calls = Arc::new(AtomicU64::new(0));
+        let task = {
+            let (l, calls) = (Arc::clone(&l), Arc::clone(&calls));
+            tokio::spawn(async move {
+                l.call(&PlainCall, || {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    async {
+                        Err::<(), _>(
+                            CredentialsError::recoverable("slow down").with_code("Throttling"),
+                        )
+                    }
+                })
+                .await
+            })
+        };
+        // Each retry waits for the slower rate: move time until the call gives up.
+        while !task.is_finished() {
+            tokio::task::yield_now().await;
+            clock.advance(Duration::from_secs(1));
+        }
+        let err = task.await.unwrap().unwrap_err();
+        assert_eq!(err.code(), Some("Throttling"));
+        assert_eq!(calls.load(Ordering::SeqCst), u64::from(THROTTLED_ATTEMPTS));
+        assert_eq!(
+            l.stats().throttled.load(Ordering::Relaxed),
+            u64::from(THROTTLED_ATTEMPTS)
+        );
+        // A success after one throttle ends the call.
+        let ok = {
+            let (l, calls) = (Arc::clone(&l), Arc::new(AtomicU64::new(0)));
+            tokio::spawn(async move {
+                l.call(&PlainCall, || {
+                    let n = calls.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        if n == 0 {
+                            Err(CredentialsError::recoverable("slow down").with_code("Throttling"))
+                        } else {
+                            Ok(n)
+                        }
+                    }
+                })
+                .await
+            })
+        };
+        while !ok.is_finished() {
+            tokio::task::yield_now().await;
+            clock.advance(Duration::from_secs(1));
+        }
+        assert_eq!(ok.await.unwrap().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn call_tells_its_site_when_it_queues_and_when_the_source_call_starts() {
+        let (clock, l) = limiter(LimiterConfig {
+            max_concurrency: 1,
+            rate: Some(10.0),
+            burst: Some(1.0),
+            ..LimiterConfig::default()
+        });
+        let l = Arc::new(l);
+        // A free limiter: the call starts at once, never queued.
+        let site = Recorder::default();
+        l.call(&site, || async { Ok::<_, CredentialsError>(()) })
+            .await
+            .unwrap();
+        assert_eq!(*site.events.lock().unwrap(), vec!["started"]);
+        // The rate makes the next call wait: queued, then started.
+        let site = Arc::new(Recorder::default());
+        let task = {
+            let (l, site) = (Arc::clone(&l), Arc::clone(&site));
+            tokio::spawn(async move {
+                l.call(&*site, || async { Ok::<_, CredentialsError>(()) })
+                    .await
+            })
+        };
+        while clock.sleepers() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(*site.events.lock().unwrap(), vec!["queued"]);
+        clock.advance(Duration::from_millis(100));
+        task.await.unwrap().unwrap();
+        assert_eq!(*site.events.lock().unwrap(), vec!["queued", "started"]);
+        // An open breaker fails fast: neither queued nor started.
+        let (_clock, l) = limiter(LimiterConfig {
+            failure_threshold: 1,
+            ..LimiterConfig::default()
+        });
+        let site = Recorder::default();
+        let _ = l
+            .call(&site, || async {
+                Err::<(), _>(CredentialsError::recoverable("down"))
+            })
+            .await;
+        let err = l
+            .call(&site, || async { Ok::<_, CredentialsError>(()) })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some("CircuitBreakerOpen"));
+        assert_eq!(*site.events.lock().unwrap(), vec!["started"]);
     }
 }

@@ -1,5 +1,9 @@
-//! The refresh policy as data plus pure functions of (state, now). The cache only carries out
-//! what [`decide`] returns, so every rule here is tested without threads or sleeping.
+//! The refresh policy as data plus pure functions of (state, outcome, now, random numbers):
+//! what a caller does ([`RefreshPolicy::decide`]), what a finished refresh does to the cache
+//! ([`RefreshPolicy::settle`]) and what its callers answer ([`RefreshPolicy::answer`]), when a
+//! caller waits for a refresh in flight and what stands in for it ([`RefreshPolicy::join`],
+//! [`STAND_INS`]), and the state `inspect()` shows ([`RefreshPolicy::label`]). The cache only
+//! carries these decisions out, so every rule here is tested without threads or sleeping.
 
 use std::time::{Duration, SystemTime};
 
@@ -176,6 +180,10 @@ pub struct View {
     pub windows: Windows,
     pub backoff_until: Option<SystemTime>,
     pub error_until: Option<SystemTime>,
+    /// The cached error is one only the user can fix ([`Failure::NeedsUser`]).
+    pub error_needs_user: bool,
+    /// When the cached credentials expire (`None`: never, or nothing cached).
+    pub expiry: Option<SystemTime>,
     pub invalidated: bool,
 }
 
@@ -195,73 +203,289 @@ pub enum Decision {
     RaiseCachedError,
 }
 
-/// The refresh policy: what a caller does at `now`.
-#[must_use]
-pub fn decide(view: &View, now: SystemTime) -> Decision {
-    let active = |until: Option<SystemTime>| until.is_some_and(|t| now < t);
-    if !view.has_credentials {
-        return if active(view.error_until) {
+/// How the rules treat a failed refresh. Every error kind maps to one class here, in
+/// [`Failure::of`]; a new class is added there and in the tables of [`RefreshPolicy::settle`]
+/// and [`RefreshPolicy::answer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Throttling, 5xx, network, timeouts, stale answers, "not loaded": keep serving, back off.
+    Recoverable,
+    /// Access denied, bad configuration, a cycle: raised at once, cached briefly.
+    NonRecoverable,
+    /// Only the user can fix it (an expired IAM Identity Center token, `aws login` needed
+    /// again, MFA): cached credentials are served while they are valid, then the error is
+    /// raised at once and cached briefly, never backed off.
+    NeedsUser,
+    /// The provider was interrupted by its host (Ctrl-C in a Python provider): raised as it is,
+    /// never cached.
+    Interrupted,
+}
+
+impl Failure {
+    /// The class of an error kind.
+    #[must_use]
+    pub fn of(kind: ErrorKind) -> Self {
+        match kind {
+            ErrorKind::Recoverable | ErrorKind::TimedOut | ErrorKind::NotLoaded => {
+                Self::Recoverable
+            }
+            ErrorKind::NonRecoverable | ErrorKind::Cycle => Self::NonRecoverable,
+            ErrorKind::NeedsUser => Self::NeedsUser,
+            ErrorKind::Interrupted => Self::Interrupted,
+        }
+    }
+}
+
+/// How a refresh ended, as the rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// New credentials (already checked not to be expired), with their expiry.
+    Fetched {
+        expiry: Option<SystemTime>,
+    },
+    Failed(Failure),
+}
+
+/// What a finished refresh does to the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// Cache the new credentials with these windows; clear backoff, cached error and
+    /// invalidation.
+    Store { windows: Windows },
+    /// Keep serving the last good credentials; no source call before `until`.
+    Backoff { until: SystemTime },
+    /// Raise the error again without calling the source until `until`; no backoff.
+    CacheError { until: SystemTime },
+    /// Raise the error to the callers of this refresh only; the next call tries the source.
+    RaiseOnce,
+    /// Leave the cache as it is.
+    Ignore,
+}
+
+/// What a caller answers once the refresh it waited for has finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The credentials the refresh fetched.
+    Fetched,
+    /// The last good credentials, whatever their age (static stability).
+    LastGood,
+    /// The last good credentials while they have not expired, else the refresh's error.
+    LastGoodIfValid,
+    /// The refresh's error.
+    Raise,
+}
+
+/// Who waited for a refresh, as far as [`RefreshPolicy::answer`] cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiter {
+    /// A caller in the mandatory window, with expired or no credentials, or invalidated.
+    Mandatory,
+    /// The caller that won an advisory-window refresh run inline: it holds valid credentials.
+    InlineAdvisory,
+}
+
+/// What can stand in for the refresh's answer when a caller is not to wait for it, in this
+/// order (the smithy-rs RFC "Providing fallback credentials on external timeout").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandIn {
+    /// The provider's `fallback_on_interrupt()`.
+    ProviderFallback,
+    /// The cache's last good credentials, whatever their age (static stability).
+    LastGood,
+}
+
+/// The order in which stand-ins are tried; with none, a timed-out caller gets `TimedOut`.
+pub const STAND_INS: [StandIn; 2] = [StandIn::ProviderFallback, StandIn::LastGood];
+
+/// Where a refresh in flight is, as a caller that would wait on it sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// When the current source call started; `None` while the refresh waits for its turn at a
+    /// `Limiter` (a slot or the rate).
+    pub call_started: Option<SystemTime>,
+    /// The refresh has outlived `load_timeout` for at least one caller.
+    pub outlived: bool,
+}
+
+/// Which stand-in a caller that would wait on a refresh takes at once instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StandInNow {
+    /// None: it waits for the refresh.
+    No,
+    /// One whose credentials have not expired (the refresh queues at a limiter: a caller with
+    /// valid credentials is not made to wait for a slot, one with expired credentials is).
+    IfValid,
+    /// Any, even expired (the refresh has outlived `load_timeout` for a caller already).
+    Any,
+}
+
+/// What a caller that would wait on a refresh does: take a stand-in at once if `stand_in`
+/// allows one and there is one; otherwise wait for the refresh until `deadline` (if any),
+/// then take any stand-in or raise `TimedOut`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Join {
+    pub stand_in: StandInNow,
+    pub deadline: Option<SystemTime>,
+}
+
+impl RefreshPolicy {
+    /// The refresh policy: what a caller does at `now`.
+    #[must_use]
+    pub fn decide(&self, view: &View, now: SystemTime) -> Decision {
+        let active = |until: Option<SystemTime>| until.is_some_and(|t| now < t);
+        if !view.has_credentials {
+            return if active(view.error_until) {
+                Decision::RaiseCachedError
+            } else {
+                Decision::Wait
+            };
+        }
+        // A failure only the user can fix does not hide credentials that are still valid.
+        if view.error_needs_user
+            && active(view.error_until)
+            && view.expiry.is_none_or(|expiry| now < expiry)
+        {
+            return Decision::Serve;
+        }
+        if active(view.backoff_until) {
+            return Decision::ServeRateLimited;
+        }
+        if !view.invalidated {
+            if now < view.windows.refresh_at {
+                return Decision::Serve;
+            }
+            if now < view.windows.mandatory_at {
+                // Inline, the advisory window raises what its refresh raised (the SDKs do);
+                // in the background, nobody ever waits there, nor sees an error, and the next
+                // refresh waits for the error cache to end (no refresh on every call).
+                return match self.advisory_refresh {
+                    AdvisoryRefresh::Inline if active(view.error_until) => {
+                        Decision::RaiseCachedError
+                    }
+                    AdvisoryRefresh::Background if active(view.error_until) => Decision::Serve,
+                    _ => Decision::ServeAndRefresh,
+                };
+            }
+        }
+        if active(view.error_until) {
             Decision::RaiseCachedError
         } else {
             Decision::Wait
+        }
+    }
+
+    /// What a refresh that ended as `finished` at `now` does to a cache that held credentials
+    /// (`has_credentials`) when it ended. `unit` in `[0, 1)` places the jittered refresh time,
+    /// the backoff or the error cache in their ranges.
+    #[must_use]
+    pub fn settle(
+        &self,
+        has_credentials: bool,
+        finished: Finished,
+        now: SystemTime,
+        unit: f64,
+    ) -> Settle {
+        match finished {
+            Finished::Fetched { expiry } => Settle::Store {
+                windows: self.windows(now, expiry, unit),
+            },
+            Finished::Failed(Failure::Interrupted) => Settle::Ignore,
+            Finished::Failed(Failure::Recoverable) if has_credentials => Settle::Backoff {
+                until: now + Self::pick(self.refresh_backoff, unit),
+            },
+            // The SDK scenarios: with nothing cached, the next call tries the source again.
+            Finished::Failed(Failure::Recoverable)
+                if self.advisory_refresh == AdvisoryRefresh::Inline =>
+            {
+                Settle::RaiseOnce
+            }
+            Finished::Failed(
+                Failure::Recoverable | Failure::NonRecoverable | Failure::NeedsUser,
+            ) => Settle::CacheError {
+                until: now + Self::pick(self.error_cache, unit),
+            },
+        }
+    }
+
+    /// What `waiter` answers once its refresh ended as `finished`, with or without last good
+    /// credentials to serve.
+    #[must_use]
+    pub fn answer(&self, waiter: Waiter, finished: Finished, has_last_good: bool) -> Answer {
+        match (finished, waiter) {
+            (Finished::Fetched { .. }, _) => Answer::Fetched,
+            (Finished::Failed(Failure::NonRecoverable), _) => Answer::Raise,
+            (Finished::Failed(Failure::NeedsUser), _) => Answer::LastGoodIfValid,
+            // The inline winner still holds valid credentials.
+            (Finished::Failed(_), Waiter::InlineAdvisory) => Answer::LastGood,
+            (Finished::Failed(Failure::Recoverable), Waiter::Mandatory) if has_last_good => {
+                Answer::LastGood
+            }
+            (Finished::Failed(Failure::Recoverable | Failure::Interrupted), Waiter::Mandatory) => {
+                Answer::Raise
+            }
+        }
+    }
+
+    /// What a caller that arrived at `arrived` does about a refresh in `progress`: one wait per
+    /// refresh (once it has outlived `load_timeout` for one caller, a stand-in is served at
+    /// once), and queueing at a `Limiter` is not a slow source (a caller with valid
+    /// credentials is not made to wait for a slot; one with expired or none waits, and its
+    /// `load_timeout` runs from the start of the source call).
+    #[must_use]
+    pub fn join(&self, progress: Progress, arrived: SystemTime) -> Join {
+        let deadline = progress
+            .call_started
+            .map(|started| started.max(arrived) + self.load_timeout);
+        let stand_in = if progress.outlived {
+            StandInNow::Any
+        } else if progress.call_started.is_none() {
+            StandInNow::IfValid
+        } else {
+            StandInNow::No
         };
+        Join { stand_in, deadline }
     }
-    if active(view.backoff_until) {
-        return Decision::ServeRateLimited;
-    }
-    if !view.invalidated {
-        if now < view.windows.refresh_at {
-            return Decision::Serve;
+
+    /// Until when the hot path may serve the cached credentials without asking
+    /// [`RefreshPolicy::decide`] (one comparison per call): the start of the advisory window;
+    /// never while invalidated, in a backoff (even a past one: the slow path clears it), or
+    /// empty. Before this time `decide` says [`Decision::Serve`].
+    #[must_use]
+    pub fn fresh_until(view: &View) -> SystemTime {
+        if view.has_credentials && !view.invalidated && view.backoff_until.is_none() {
+            view.windows.refresh_at
+        } else {
+            SystemTime::UNIX_EPOCH
         }
-        if now < view.windows.mandatory_at {
-            return Decision::ServeAndRefresh;
+    }
+
+    /// Whether credentials that expire at `expiry`, answered by the source at `now`, are a
+    /// stale answer: a recoverable failure, not credentials to cache.
+    #[must_use]
+    pub fn is_stale(expiry: Option<SystemTime>, now: SystemTime) -> bool {
+        expiry.is_some_and(|expiry| expiry <= now)
+    }
+
+    /// The state `inspect()` shows; `expired`: the cached credentials have expired.
+    #[must_use]
+    pub fn label(&self, view: &View, now: SystemTime, expired: bool) -> &'static str {
+        if !view.has_credentials {
+            return "empty";
+        }
+        if expired {
+            return "expired";
+        }
+        match self.decide(view, now) {
+            Decision::ServeRateLimited => "backoff",
+            Decision::Serve if now >= view.windows.mandatory_at => "mandatory",
+            Decision::Serve if now >= view.windows.refresh_at => "advisory",
+            Decision::Serve => "fresh",
+            Decision::ServeAndRefresh => "advisory",
+            Decision::Wait | Decision::RaiseCachedError if view.invalidated => "invalidated",
+            Decision::RaiseCachedError if now < view.windows.mandatory_at => "advisory",
+            Decision::Wait | Decision::RaiseCachedError => "mandatory",
         }
     }
-    if active(view.error_until) {
-        Decision::RaiseCachedError
-    } else {
-        Decision::Wait
-    }
-}
-
-/// The advisory window while a failure of `kind` is in the error cache: no new refresh starts
-/// until the error cache ends. Inline mode re-raises a non-recoverable failure (the cross-SDK
-/// scenarios); otherwise the cached credentials, still valid, are served.
-#[must_use]
-pub fn advisory_with_cached_error(mode: AdvisoryRefresh, kind: ErrorKind) -> Decision {
-    match (mode, kind) {
-        (AdvisoryRefresh::Inline, ErrorKind::NonRecoverable) => Decision::RaiseCachedError,
-        _ => Decision::Serve,
-    }
-}
-
-/// What the caller that ran an inline advisory refresh gets when it failed with `kind`: a
-/// non-recoverable failure is raised to it (the cross-SDK scenarios), anything else leaves
-/// the cached credentials, still valid, to serve.
-#[must_use]
-pub fn inline_advisory_raises(kind: ErrorKind) -> bool {
-    kind == ErrorKind::NonRecoverable
-}
-
-/// Whether a failure of `kind` goes to the error cache. A recoverable failure with nothing
-/// cached is raised but, in inline mode, not cached: the next call tries the source again (the
-/// cross-SDK scenarios); the background mode keeps it for the error window.
-#[must_use]
-pub fn caches_error(mode: AdvisoryRefresh, kind: ErrorKind, has_credentials: bool) -> bool {
-    let recoverable = matches!(
-        kind,
-        ErrorKind::Recoverable | ErrorKind::TimedOut | ErrorKind::NotLoaded
-    );
-    if !recoverable {
-        return true;
-    }
-    !has_credentials && mode == AdvisoryRefresh::Background
-}
-
-/// A failure only the user can fix does not hide credentials that are still valid.
-#[must_use]
-pub fn serves_valid_credentials_despite(kind: ErrorKind) -> bool {
-    kind == ErrorKind::NeedsUser
 }
 
 #[cfg(test)]
@@ -272,12 +496,25 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + secs)
     }
 
+    fn decide(view: &View, now: SystemTime) -> Decision {
+        RefreshPolicy::default().decide(view, now)
+    }
+
+    fn inline() -> RefreshPolicy {
+        RefreshPolicy {
+            advisory_refresh: AdvisoryRefresh::Inline,
+            ..no_jitter()
+        }
+    }
+
     fn view(windows: Windows) -> View {
         View {
             has_credentials: true,
             windows,
             backoff_until: None,
             error_until: None,
+            error_needs_user: false,
+            expiry: None,
             invalidated: false,
         }
     }
@@ -376,7 +613,12 @@ mod tests {
     fn cached_error_is_raised_only_where_a_caller_would_wait() {
         let mut v = view(no_jitter().windows(t(0), Some(t(3600)), 0.0));
         v.error_until = Some(t(3545));
-        assert_eq!(decide(&v, t(2800)), Decision::ServeAndRefresh);
+        // Advisory window (background): served, and no new refresh until the error cache ends.
+        assert_eq!(decide(&v, t(2800)), Decision::Serve);
+        assert_eq!(decide(&v, t(3545)), Decision::Wait);
+        v.error_until = Some(t(2900));
+        assert_eq!(decide(&v, t(2900)), Decision::ServeAndRefresh);
+        v.error_until = Some(t(3545));
         assert_eq!(decide(&v, t(3541)), Decision::RaiseCachedError);
         assert_eq!(decide(&v, t(3545)), Decision::Wait);
         let empty = View {
@@ -386,34 +628,6 @@ mod tests {
         };
         assert_eq!(decide(&empty, t(4)), Decision::RaiseCachedError);
         assert_eq!(decide(&empty, t(5)), Decision::Wait);
-    }
-
-    #[test]
-    fn inline_advisory_failures_follow_the_cross_sdk_scenarios() {
-        use AdvisoryRefresh::{Background, Inline};
-        assert!(inline_advisory_raises(ErrorKind::NonRecoverable));
-        assert!(!inline_advisory_raises(ErrorKind::Recoverable));
-        assert!(!inline_advisory_raises(ErrorKind::NeedsUser));
-        assert_eq!(
-            advisory_with_cached_error(Inline, ErrorKind::NonRecoverable),
-            Decision::RaiseCachedError
-        );
-        assert_eq!(
-            advisory_with_cached_error(Background, ErrorKind::NonRecoverable),
-            Decision::Serve
-        );
-        assert_eq!(
-            advisory_with_cached_error(Inline, ErrorKind::NeedsUser),
-            Decision::Serve
-        );
-        // Recoverable with nothing cached: cached only in background mode.
-        assert!(!caches_error(Inline, ErrorKind::Recoverable, false));
-        assert!(caches_error(Background, ErrorKind::Recoverable, false));
-        assert!(!caches_error(Inline, ErrorKind::Recoverable, true));
-        assert!(caches_error(Inline, ErrorKind::NonRecoverable, true));
-        assert!(caches_error(Inline, ErrorKind::NeedsUser, false));
-        assert!(serves_valid_credentials_despite(ErrorKind::NeedsUser));
-        assert!(!serves_valid_credentials_despite(ErrorKind::NonRecoverable));
     }
 
     #[test]
@@ -436,5 +650,373 @@ mod tests {
             RefreshPolicy::pick((Duration::from_secs(300), Duration::from_secs(600)), 0.5),
             Duration::from_secs(450)
         );
+    }
+
+    #[test]
+    fn decide_table() {
+        // 1 h credentials fetched at t(0): advisory from 2700 s, mandatory from 3540 s.
+        let w = no_jitter().windows(t(0), Some(t(3600)), 0.0);
+        let base = view(w);
+        let with = |f: &dyn Fn(&mut View)| {
+            let mut v = base;
+            f(&mut v);
+            v
+        };
+        let error = with(&|v| v.error_until = Some(t(9000)));
+        let backoff = with(&|v| v.backoff_until = Some(t(9000)));
+        let invalidated = with(&|v| v.invalidated = true);
+        let needs_user = with(&|v| {
+            v.error_until = Some(t(9000));
+            v.error_needs_user = true;
+            v.expiry = Some(t(3600));
+        });
+        let empty = with(&|v| v.has_credentials = false);
+        let empty_error = with(&|v| {
+            v.has_credentials = false;
+            v.error_until = Some(t(9000));
+        });
+        use Decision::*;
+        let background = no_jitter();
+        let inline = inline();
+        // (policy, view, now, decision)
+        let table: &[(&RefreshPolicy, View, u64, Decision)] = &[
+            (&background, base, 100, Serve),
+            (&background, base, 2800, ServeAndRefresh),
+            (&background, base, 3550, Wait),
+            (&background, base, 4000, Wait),
+            (&background, error, 100, Serve),
+            (&background, error, 2800, Serve),
+            (&inline, error, 100, Serve),
+            (&inline, error, 2800, RaiseCachedError),
+            (&inline, base, 2800, ServeAndRefresh),
+            (&background, error, 3550, RaiseCachedError),
+            (&inline, error, 3550, RaiseCachedError),
+            (&background, backoff, 100, ServeRateLimited),
+            (&background, backoff, 4000, ServeRateLimited),
+            (&background, invalidated, 100, Wait),
+            (&background, empty, 100, Wait),
+            (&background, empty_error, 100, RaiseCachedError),
+            (&inline, empty_error, 9000, Wait),
+            // An error only the user can fix: valid credentials served, expired ones not.
+            (&background, needs_user, 3550, Serve),
+            (&inline, needs_user, 2800, Serve),
+            (&background, needs_user, 3600, RaiseCachedError),
+            (&background, needs_user, 9000, Wait),
+        ];
+        for (i, (policy, v, now, expected)) in table.iter().enumerate() {
+            assert_eq!(policy.decide(v, t(*now)), *expected, "row {i}");
+        }
+    }
+
+    #[test]
+    fn every_error_kind_has_one_failure_class() {
+        use ErrorKind::*;
+        let table = [
+            (NotLoaded, Failure::Recoverable),
+            (Recoverable, Failure::Recoverable),
+            (TimedOut, Failure::Recoverable),
+            (NonRecoverable, Failure::NonRecoverable),
+            (Cycle, Failure::NonRecoverable),
+            (NeedsUser, Failure::NeedsUser),
+            (Interrupted, Failure::Interrupted),
+        ];
+        for (kind, class) in table {
+            assert_eq!(Failure::of(kind), class, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn settle_table() {
+        let background = RefreshPolicy {
+            refresh_backoff: (Duration::from_secs(300), Duration::from_secs(600)),
+            error_cache: (Duration::from_secs(1), Duration::from_secs(5)),
+            ..no_jitter()
+        };
+        let inline = RefreshPolicy {
+            advisory_refresh: AdvisoryRefresh::Inline,
+            ..background.clone()
+        };
+        let now = t(100);
+        let fetched = Finished::Fetched {
+            expiry: Some(t(3700)),
+        };
+        let failed = Finished::Failed;
+        let windows = background.windows(now, Some(t(3700)), 0.5);
+        // (policy, has credentials, finished, unit, settle)
+        let table = [
+            (&background, false, fetched, 0.5, Settle::Store { windows }),
+            (&inline, true, fetched, 0.5, Settle::Store { windows }),
+            (
+                &background,
+                true,
+                failed(Failure::Recoverable),
+                0.5,
+                Settle::Backoff { until: t(550) },
+            ),
+            (
+                &inline,
+                true,
+                failed(Failure::Recoverable),
+                0.0,
+                Settle::Backoff { until: t(400) },
+            ),
+            (
+                &background,
+                false,
+                failed(Failure::Recoverable),
+                0.5,
+                Settle::CacheError { until: t(103) },
+            ),
+            (
+                &inline,
+                false,
+                failed(Failure::Recoverable),
+                0.5,
+                Settle::RaiseOnce,
+            ),
+            (
+                &background,
+                true,
+                failed(Failure::NonRecoverable),
+                0.0,
+                Settle::CacheError { until: t(101) },
+            ),
+            (
+                &inline,
+                true,
+                failed(Failure::NonRecoverable),
+                0.0,
+                Settle::CacheError { until: t(101) },
+            ),
+            (
+                &inline,
+                false,
+                failed(Failure::NonRecoverable),
+                0.999_999,
+                Settle::CacheError {
+                    until: now + Duration::from_secs(1) + Duration::from_secs(4).mul_f64(0.999_999),
+                },
+            ),
+            // Only the user can fix it: never a backoff, whether or not credentials are cached.
+            (
+                &background,
+                true,
+                failed(Failure::NeedsUser),
+                0.0,
+                Settle::CacheError { until: t(101) },
+            ),
+            (
+                &inline,
+                false,
+                failed(Failure::NeedsUser),
+                0.0,
+                Settle::CacheError { until: t(101) },
+            ),
+            (
+                &background,
+                true,
+                failed(Failure::Interrupted),
+                0.5,
+                Settle::Ignore,
+            ),
+            (
+                &inline,
+                false,
+                failed(Failure::Interrupted),
+                0.5,
+                Settle::Ignore,
+            ),
+        ];
+        for (i, (policy, has, finished, unit, expected)) in table.into_iter().enumerate() {
+            assert_eq!(policy.settle(has, finished, now, unit), expected, "row {i}");
+        }
+    }
+
+    #[test]
+    fn answer_table() {
+        let p = RefreshPolicy::default();
+        let fetched = Finished::Fetched { expiry: None };
+        let failed = Finished::Failed;
+        use Answer::*;
+        use Waiter::*;
+        // (waiter, finished, has last good, answer)
+        let table = [
+            (Mandatory, fetched, false, Fetched),
+            (Mandatory, fetched, true, Fetched),
+            (InlineAdvisory, fetched, true, Fetched),
+            (Mandatory, failed(Failure::Recoverable), true, LastGood),
+            (Mandatory, failed(Failure::Recoverable), false, Raise),
+            (Mandatory, failed(Failure::NonRecoverable), true, Raise),
+            (Mandatory, failed(Failure::Interrupted), true, Raise),
+            (InlineAdvisory, failed(Failure::Recoverable), true, LastGood),
+            // The SDK scenarios: the caller that ran the refresh sees the non-recoverable error.
+            (InlineAdvisory, failed(Failure::NonRecoverable), true, Raise),
+            (InlineAdvisory, failed(Failure::Interrupted), true, LastGood),
+            // Only the user can fix it: still-valid credentials are served, to any waiter.
+            (Mandatory, failed(Failure::NeedsUser), true, LastGoodIfValid),
+            (
+                Mandatory,
+                failed(Failure::NeedsUser),
+                false,
+                LastGoodIfValid,
+            ),
+            (
+                InlineAdvisory,
+                failed(Failure::NeedsUser),
+                true,
+                LastGoodIfValid,
+            ),
+        ];
+        for (i, (waiter, finished, has, expected)) in table.into_iter().enumerate() {
+            assert_eq!(p.answer(waiter, finished, has), expected, "row {i}");
+        }
+    }
+
+    #[test]
+    fn join_table() {
+        let p = RefreshPolicy {
+            load_timeout: Duration::from_secs(5),
+            ..RefreshPolicy::default()
+        };
+        let calling = |since: u64| Progress {
+            call_started: Some(t(since)),
+            outlived: false,
+        };
+        let queued = Progress {
+            call_started: None,
+            outlived: false,
+        };
+        let outlived = Progress {
+            call_started: Some(t(10)),
+            outlived: true,
+        };
+        let outlived_queued = Progress {
+            call_started: None,
+            outlived: true,
+        };
+        use StandInNow::{Any, IfValid, No};
+        // (progress, arrived, stand-in at once, deadline)
+        let table = [
+            // The timeout runs from the caller's arrival or the start of the source call,
+            // whichever is later.
+            (calling(10), 10, No, Some(15)),
+            (calling(10), 12, No, Some(17)),
+            (calling(20), 12, No, Some(25)),
+            // Queued at a Limiter: valid credentials at once, or a wait with no deadline yet.
+            (queued, 12, IfValid, None),
+            // One wait per refresh.
+            (outlived, 16, Any, Some(21)),
+            (outlived_queued, 16, Any, None),
+        ];
+        for (i, (progress, arrived, stand_in, deadline)) in table.into_iter().enumerate() {
+            let expected = Join {
+                stand_in,
+                deadline: deadline.map(t),
+            };
+            assert_eq!(p.join(progress, t(arrived)), expected, "row {i}");
+        }
+        assert_eq!(STAND_INS, [StandIn::ProviderFallback, StandIn::LastGood]);
+    }
+
+    #[test]
+    fn label_table() {
+        let w = no_jitter().windows(t(0), Some(t(3600)), 0.0);
+        let base = view(w);
+        let with = |f: &dyn Fn(&mut View)| {
+            let mut v = base;
+            f(&mut v);
+            v
+        };
+        let background = no_jitter();
+        let inline = inline();
+        let error = with(&|v| v.error_until = Some(t(9000)));
+        // (policy, view, now, expired, label)
+        let table = [
+            (
+                &background,
+                with(&|v| v.has_credentials = false),
+                100,
+                false,
+                "empty",
+            ),
+            (&background, base, 100, false, "fresh"),
+            (&background, base, 2800, false, "advisory"),
+            (&background, base, 3550, false, "mandatory"),
+            (&background, base, 3700, true, "expired"),
+            (
+                &background,
+                with(&|v| v.backoff_until = Some(t(9000))),
+                100,
+                false,
+                "backoff",
+            ),
+            (
+                &background,
+                with(&|v| v.backoff_until = Some(t(9000))),
+                3700,
+                true,
+                "expired",
+            ),
+            (
+                &background,
+                with(&|v| v.invalidated = true),
+                100,
+                false,
+                "invalidated",
+            ),
+            (&background, error, 2800, false, "advisory"),
+            (&inline, error, 2800, false, "advisory"),
+            (&inline, error, 3550, false, "mandatory"),
+        ];
+        for (i, (policy, v, now, expired, expected)) in table.into_iter().enumerate() {
+            assert_eq!(policy.label(&v, t(now), expired), expected, "row {i}");
+        }
+    }
+
+    #[test]
+    fn fresh_until_table_and_the_hot_path_agrees_with_decide() {
+        let w = no_jitter().windows(t(0), Some(t(3600)), 0.0);
+        let base = view(w);
+        let with = |f: &dyn Fn(&mut View)| {
+            let mut v = base;
+            f(&mut v);
+            v
+        };
+        let never = SystemTime::UNIX_EPOCH;
+        // (view, hot path serves until)
+        let table = [
+            (base, t(2700)),
+            (with(&|v| v.invalidated = true), never),
+            (with(&|v| v.backoff_until = Some(t(10))), never),
+            (with(&|v| v.has_credentials = false), never),
+            (with(&|v| v.error_until = Some(t(9000))), t(2700)),
+        ];
+        let p = no_jitter();
+        for (i, (v, until)) in table.into_iter().enumerate() {
+            assert_eq!(RefreshPolicy::fresh_until(&v), until, "row {i}");
+            for now in [0, 1000, 2699, 2700, 4000] {
+                if t(now) < until {
+                    assert_eq!(p.decide(&v, t(now)), Decision::Serve, "row {i} at {now}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stale_answer_table() {
+        // (expiry, answered at, stale)
+        let table = [
+            (None, 100, false),
+            (Some(200), 100, false),
+            (Some(100), 100, true),
+            (Some(50), 100, true),
+        ];
+        for (i, (expiry, now, stale)) in table.into_iter().enumerate() {
+            assert_eq!(
+                RefreshPolicy::is_stale(expiry.map(t), t(now)),
+                stale,
+                "row {i}"
+            );
+        }
     }
 }

@@ -127,6 +127,12 @@ pub fn generation() -> u64 {
 /// runtime's thread (which this call blocks) the work is spawned on the shared runtime instead,
 /// or the refresh and its load timeout would wait for the blocked thread forever.
 pub fn block_on<F: Future>(fut: F) -> F::Output {
+    blocking(|| futures::executor::block_on(fut))
+}
+
+/// Run `wait`, which blocks the calling thread until futures it polls complete (an executor's
+/// `block_on`), in the runtime context that [`block_on`] describes.
+pub fn blocking<R>(wait: impl FnOnce() -> R) -> R {
     let current = Handle::try_current().ok();
     let on_multi_thread = current
         .as_ref()
@@ -137,8 +143,8 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
     };
     let _entered = handle.enter();
     if on_multi_thread {
-        tokio::task::block_in_place(|| futures::executor::block_on(fut))
+        tokio::task::block_in_place(wait)
     } else {
-        futures::executor::block_on(fut)
+        wait()
     }
 }

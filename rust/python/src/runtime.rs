@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use creds_core::runtime as core_runtime;
 use pyo3::prelude::*;
 
 use crate::shutdown::{self, Entered};
@@ -42,14 +41,12 @@ where
     F: Future<Output = T> + Send,
 {
     if !on_main_thread(py) {
-        return Ok(shutdown::detach(py, || core_runtime::block_on(fut)));
+        return Ok(shutdown::detach_until(py, fut));
     }
     let mut fut = Box::pin(fut);
     loop {
-        let (slice, entered) = shutdown::detach(py, || {
-            core_runtime::block_on(async {
-                tokio::time::timeout(SIGNAL_CHECK, &mut fut).await.ok()
-            })
+        let (slice, entered) = shutdown::detach_until(py, async {
+            tokio::time::timeout(SIGNAL_CHECK, &mut fut).await.ok()
         });
         if let Some(value) = slice {
             return Ok((value, entered));

@@ -11,10 +11,15 @@
 //!   wait ends after that never takes the GIL again ([`detach`] parks it until the process
 //!   ends, as Python 3.14 itself does with daemon threads).
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
-use std::thread::ThreadId;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{Thread, ThreadId};
 use std::time::{Duration, Instant};
+
+use creds_core::runtime as core_runtime;
 
 use pyo3::prelude::*;
 
@@ -68,35 +73,160 @@ pub fn exiting() -> bool {
     PHASE.load(Ordering::SeqCst) != RUNNING
 }
 
-/// Threads coming back from a wait pass here one at a time to take the GIL: a thousand waiters
-/// woken by one refresh then queue on a condition variable, instead of a thousand runnable
-/// threads fighting for the GIL (a convoy that made them wait several times longer than
-/// botocore's callers queued on its lock).
+/// Threads coming back from a wait pass here one at a time to take the GIL: the holder of the
+/// baton takes the GIL, then hands the baton to the next thread in line. A thread woken while
+/// it waits (its refresh finished, a timer fired) does not run at once: it is queued for the
+/// baton, and only the baton's holder polls its wait. So a thousand waiters woken by one
+/// refresh are woken one after the other, each by the one before (like botocore's callers
+/// queued on its lock), instead of a thousand runnable threads fighting for a lock and the
+/// GIL at once.
 #[derive(Default)]
 struct Entrance {
-    busy: Mutex<bool>,
-    free: Condvar,
+    line: Mutex<Line>,
 }
 
-/// A thread's turn at the [`Entrance`], released on drop.
-struct Turn(Arc<Entrance>);
+#[derive(Default)]
+struct Line {
+    busy: bool,
+    queue: VecDeque<Arc<Place>>,
+}
+
+/// A waiting thread's place at the [`Entrance`]; it is also the waker of that thread's wait.
+struct Place {
+    entrance: Arc<Entrance>,
+    thread: Thread,
+    /// Set when the baton is handed to this thread.
+    given: AtomicBool,
+    state: AtomicU8,
+}
+
+/// Not queued, not polling.
+const IDLE: u8 = 0;
+/// Queued for the baton (or given it, not yet polling).
+const QUEUED: u8 = 1;
+/// Polling its wait.
+const POLLING: u8 = 2;
+/// Polling, and woken meanwhile: it polls again.
+const POLLING_WOKEN: u8 = 3;
 
 impl Entrance {
-    fn turn(self: Arc<Self>) -> Turn {
-        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        while *busy {
-            busy = self.free.wait(busy).unwrap_or_else(PoisonError::into_inner);
+    /// Give the baton to `place` now if nobody holds it, or queue it.
+    fn request(&self, place: &Arc<Place>) {
+        let mut line = self.line.lock().unwrap_or_else(PoisonError::into_inner);
+        if line.busy {
+            line.queue.push_back(Arc::clone(place));
+        } else {
+            line.busy = true;
+            drop(line);
+            place.give();
         }
-        *busy = true;
-        drop(busy);
-        Turn(self)
+    }
+
+    /// The holder is done with the baton: to the next in line, if any.
+    fn pass(&self) {
+        let mut line = self.line.lock().unwrap_or_else(PoisonError::into_inner);
+        match line.queue.pop_front() {
+            Some(next) => {
+                drop(line);
+                next.give();
+            }
+            None => line.busy = false,
+        }
     }
 }
 
-impl Drop for Turn {
+impl Place {
+    fn new(entrance: Arc<Entrance>) -> Arc<Self> {
+        Arc::new(Self {
+            entrance,
+            thread: std::thread::current(),
+            given: AtomicBool::new(false),
+            state: AtomicU8::new(POLLING),
+        })
+    }
+
+    fn give(&self) {
+        self.given.store(true, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+
+    /// Park until the baton is handed to this thread; it then holds it.
+    fn wait_for_baton(self: &Arc<Self>) -> Baton {
+        while !self.given.swap(false, Ordering::SeqCst) {
+            std::thread::park();
+        }
+        Baton(Arc::clone(&self.entrance))
+    }
+}
+
+impl Wake for Place {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let mut state = self.state.load(Ordering::SeqCst);
+        loop {
+            let next = match state {
+                IDLE => QUEUED,
+                POLLING => POLLING_WOKEN,
+                _ => return,
+            };
+            match self
+                .state
+                .compare_exchange(state, next, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) if next == QUEUED => return self.entrance.request(self),
+                Ok(_) => return,
+                Err(actual) => state = actual,
+            }
+        }
+    }
+}
+
+/// The baton of the [`Entrance`], handed on when dropped.
+struct Baton(Arc<Entrance>);
+
+impl Drop for Baton {
     fn drop(&mut self) {
-        *self.0.busy.lock().unwrap_or_else(PoisonError::into_inner) = false;
-        self.0.free.notify_one();
+        self.0.pass();
+    }
+}
+
+/// Wait for `fut` on this thread, polling it only while holding the baton (after the first
+/// poll); returns its output with the baton still held.
+fn wait_in_line<F: Future>(entrance: &Arc<Entrance>, fut: F) -> (F::Output, Baton) {
+    let place = Place::new(Arc::clone(entrance));
+    let waker = Waker::from(Arc::clone(&place));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    let mut baton = None;
+    loop {
+        if let Poll::Ready(value) = fut.as_mut().poll(&mut cx) {
+            // Any later wake of this place is stale.
+            place.state.store(QUEUED, Ordering::SeqCst);
+            let baton = match baton {
+                Some(baton) => baton,
+                None => {
+                    place.entrance.request(&place);
+                    place.wait_for_baton()
+                }
+            };
+            return (value, baton);
+        }
+        if place
+            .state
+            .compare_exchange(POLLING, IDLE, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            // Woken while polling: poll again.
+            place.state.store(POLLING, Ordering::SeqCst);
+            continue;
+        }
+        // Hand the baton on (if held) and wait until a wake brings it back.
+        drop(baton.take());
+        baton = Some(place.wait_for_baton());
+        place.state.store(POLLING, Ordering::SeqCst);
     }
 }
 
@@ -117,23 +247,57 @@ where
     F: Send + FnOnce() -> T,
 {
     let entrance = ENTRANCE.get();
-    let (value, entered, _turn) = py.detach(|| {
+    let (value, entered, _baton) = py.detach(|| {
         let value = f();
-        let Some(entered) = enter() else {
-            park_forever()
-        };
-        if on_exit_thread() {
-            return (value, entered, None);
-        }
-        let turn = entrance.turn();
-        if PHASE.load(Ordering::SeqCst) == FINAL {
-            // Queued past the exit hook's patience: finalization may be under way.
-            drop(turn);
-            park_forever();
-        }
-        (value, entered, Some(turn))
+        let (entered, baton) = through_entrance(&entrance, None);
+        (value, entered, baton)
     });
     (value, entered)
+}
+
+/// Wait for `fut` detached from the interpreter (polled in line at the [`Entrance`]), then
+/// attach again, counted, as [`detach`] does.
+pub fn detach_until<F>(py: Python<'_>, fut: F) -> (F::Output, Entered)
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    let entrance = ENTRANCE.get();
+    let (value, entered, _baton) = py.detach(|| {
+        if on_exit_thread() {
+            let value = core_runtime::block_on(fut);
+            let (entered, baton) = through_entrance(&entrance, None);
+            return (value, entered, baton);
+        }
+        let (value, baton) = core_runtime::blocking(|| wait_in_line(&entrance, fut));
+        let (entered, baton) = through_entrance(&entrance, Some(baton));
+        (value, entered, baton)
+    });
+    (value, entered)
+}
+
+/// The way back into Python after a wait: counted, the baton held (taken now unless `baton`),
+/// or parked for good if the interpreter may be finalizing.
+fn through_entrance(entrance: &Arc<Entrance>, baton: Option<Baton>) -> (Entered, Option<Baton>) {
+    let Some(entered) = enter() else {
+        drop(baton);
+        park_forever()
+    };
+    if on_exit_thread() {
+        return (entered, None);
+    }
+    let baton = baton.unwrap_or_else(|| {
+        let place = Place::new(Arc::clone(entrance));
+        place.state.store(QUEUED, Ordering::SeqCst);
+        entrance.request(&place);
+        place.wait_for_baton()
+    });
+    if PHASE.load(Ordering::SeqCst) == FINAL {
+        // Queued past the exit hook's patience: finalization may be under way.
+        drop(baton);
+        park_forever();
+    }
+    (entered, Some(baton))
 }
 
 /// Take the GIL for `f` from a thread that does not hold it (a runtime thread, or a Python
