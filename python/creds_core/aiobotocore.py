@@ -58,6 +58,7 @@ from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError
 
 from creds_core import _aio_loop
+from creds_core._botocore import METHOD, CacheAdapter
 from creds_core._core import (
     THROTTLING_CODES,
     CredentialCache,
@@ -89,9 +90,6 @@ __all__ = [
     "session",
 ]
 
-#: The ``method`` aiobotocore sees before any credentials were served.
-METHOD = "creds-core"
-
 _SIGNED = "creds_core.aio.signed_request"
 _RETRIED = "creds_core.aio.retried_expired"
 _HOOK_IDS = {
@@ -100,38 +98,34 @@ _HOOK_IDS = {
 }
 
 
-class AioCacheCredentials(AioCredentials):  # type: ignore[misc]
-    """aiobotocore credentials that are always the current credentials of a CredentialCache.
+class AioCacheCredentials(CacheAdapter, AioCredentials):  # type: ignore[misc]
+    """aiobotocore credentials that are always the current credentials of a CredentialCache:
+    creds_core's one botocore adapter (:class:`creds_core._botocore.CacheAdapter`) with
+    aiobotocore's awaitable reads.
 
-    ``await get_frozen_credentials()`` returns botocore's ``ReadOnlyCredentials`` of the cached
-    credentials (built once per cached entry), by the cache's refresh policy, without a lock.
+    ``await get_frozen_credentials()`` is the cache's ``get_frozen_async()``: botocore's
+    ``ReadOnlyCredentials`` of the cached entry (built once per entry), by the cache's refresh
+    policy, without a lock; on fresh credentials an awaitable already done.
     ``await get_account_id()`` (and ``get_access_key()``, ``get_secret_key()``,
-    ``get_token()``) read the cache the same way.  ``method`` is botocore's method name of
-    the provider that served the credentials last (``assume-role``, ``env``, ...).  The object
-    holds no key or secret of its own and its repr shows none.
+    ``get_token()``) read the cache the same way.  The synchronous attributes
+    (``access_key``, ...) are the cache's blocking door, as botocore's properties are.
+    ``method`` is botocore's method name of the provider that served what the cache holds
+    (``assume-role``, ``env``, ...); it never waits (aiobotocore reads it on the event loop).
+    The object holds no key or secret of its own and its repr shows none.
     """
 
-    def __init__(self, cache: CredentialCache) -> None:
-        # aiobotocore's __init__ would store fixed keys: this object has none of its own.
-        self._cache = cache
+    def __init__(self, cache: CredentialCache, *, method: str | None = None) -> None:
+        CacheAdapter.__init__(self, cache, method=method)
         self._get_async = cache.get_async
-        # (credentials, their ReadOnlyCredentials): replaced as one, so readers on other
-        # threads or loops see a matching pair.
-        self._last: tuple[Credentials, ReadOnlyCredentials] | None = None
+        self._get_frozen_async = cache.get_frozen_async
 
-    @property
-    def cache(self) -> CredentialCache:
-        """The cache these credentials come from."""
-        return self._cache
+    def _served(self) -> Credentials | None:
+        return self._cache._last_good()  # never waits: read on the event loop
 
     async def get_frozen_credentials(self) -> ReadOnlyCredentials:
-        credentials = await self._get_async()
-        last = self._last
-        if last is not None and last[0] is credentials:
-            return last[1]
-        frozen = credentials.to_botocore()
-        self._last = (credentials, frozen)
-        return frozen
+        # A coroutine, as aiobotocore's (``asyncio.run``/``create_task`` take it; the cache's
+        # slow path needs the running loop, which exists only once this is awaited).
+        return await self._get_frozen_async()
 
     async def get_account_id(self) -> str | None:
         return (await self._get_async()).account_id
@@ -144,40 +138,6 @@ class AioCacheCredentials(AioCredentials):  # type: ignore[misc]
 
     async def get_token(self) -> str | None:
         return (await self._get_async()).session_token
-
-    # botocore's synchronous attributes, for code that reads them: the cache's blocking door
-    # (at once on fresh credentials; otherwise it waits, as botocore's properties do).
-    @property
-    def access_key(self) -> str:
-        return self._cache.get().access_key_id
-
-    @property
-    def secret_key(self) -> str:
-        return self._cache.get().secret_access_key
-
-    @property
-    def token(self) -> str | None:
-        return self._cache.get().session_token
-
-    @property
-    def account_id(self) -> str | None:
-        return self._cache.get().account_id
-
-    @property
-    def method(self) -> str:
-        # Never waits (aiobotocore reads it on the loop when it makes a client).
-        last = self._last
-        return (last[0].provider_name if last is not None else None) or METHOD
-
-    def refresh_needed(self, refresh_in: float | None = None) -> bool:
-        """Always False: the cache refreshes on its own schedule (botocore API parity)."""
-        return False
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> AioCacheCredentials:
-        return self  # a handle on a shared cache
-
-    def __repr__(self) -> str:
-        return f"AioCacheCredentials(cache={self._cache.name!r}, method={self.method!r})"
 
 
 class _Resolver:
