@@ -99,7 +99,7 @@ class CacheAdapter:
         return f"{type(self).__name__}(cache={self._cache.name!r}, method={method!r})"
 
 
-class CacheCredentials(CacheAdapter, BotocoreCredentials):
+class CacheCredentials(CacheAdapter, BotocoreCredentials):  # type: ignore[override]  # botocore: plain attributes
     """botocore credentials that are always the current credentials of a CredentialCache.
 
     ``get_frozen_credentials()`` returns botocore's ``ReadOnlyCredentials`` (a lock-free read
