@@ -40,7 +40,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 try:
     from aiobotocore.config import AioConfig
@@ -71,7 +71,14 @@ from creds_core._core import (
     ProviderError,
 )
 from creds_core._sessions import PersistentTrie, copy_emitter
-from creds_core.boto3 import EXPIRED_TOKEN_CODES, _SignedRequest, sts_limiter
+from creds_core.boto3 import (
+    _KEYED_ARGUMENTS,
+    EXPIRED_TOKEN_CODES,
+    _freeze,
+    _shared_name,
+    _SignedRequest,
+    sts_limiter,
+)
 from creds_core.providers._sts import quiet_botocore
 from creds_core.providers.assume_role import (
     _SOURCE_REJECTED,
@@ -79,6 +86,9 @@ from creds_core.providers.assume_role import (
     credentials_from_sts,
 )
 from creds_core.providers.errors import from_exception, make_error, non_recoverable, recoverable
+
+if TYPE_CHECKING:  # the shared tier needs the extra creds_core[redis]
+    from creds_core.redis import RedisTier
 
 __all__ = [
     "METHOD",
@@ -471,14 +481,6 @@ _ROLE_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], CredentialCache] = (
     weakref.WeakValueDictionary()
 )
 # Role caches stay alive while a session made for them does.
-_KEYED_ARGUMENTS = (
-    "policy",
-    "policy_arns",
-    "tags",
-    "transitive_tag_keys",
-    "source_identity",
-    "serial_number",
-)
 
 
 def _source_cache(source: Any) -> tuple[CredentialCache, AioSession | None]:
@@ -582,6 +584,7 @@ def assume_role(
     duration_seconds: int | None = None,
     limiter: Limiter | Literal[False] | None = None,
     cache_options: Mapping[str, Any] | None = None,
+    shared: RedisTier | None = None,
     **assume_role_kwargs: Any,
 ) -> AioSession:
     """A new AioSession with the credentials of ``role_arn``, assumed from ``source``.
@@ -596,6 +599,12 @@ def assume_role(
     on the caller's.  ``assume_role_kwargs``: ``policy``, ``policy_arns``, ``tags``,
     ``transitive_tag_keys``, ``source_identity``, ``serial_number`` with ``mfa_token``,
     ``region``, ``endpoint_url``, ``client_config`` (an ``AioConfig``).
+
+    ``shared``: a :class:`creds_core.redis.RedisTier`, as for
+    :func:`creds_core.boto3.assume_role`: every process sharing the tier makes one AssumeRole
+    per role and refresh (the entry's name is the one the sync module uses, so sync and asyncio
+    processes share it).  The tier's Redis calls and waits run on a provider thread of
+    creds_core, the STS call still as a coroutine on creds_core's loop: never on the caller's.
     """
     if not isinstance(role_arn, str) or not role_arn:
         raise ValueError("role_arn must be a non-empty string")
@@ -606,15 +615,21 @@ def assume_role(
     provider_kwargs = dict(assume_role_kwargs)
     if provider_kwargs.get("region") is None:
         provider_kwargs["region"] = config_source.get_config_variable("region")
-    key = (
-        id(source_cache),
-        role_arn,
+    # As creds_core.boto3's key: what changes the credentials STS hands out (the shared tier's
+    # entry is named after these), then where they come from, and the tier.
+    keyed = (
         role_session_name,
         external_id,
         duration_seconds,
+        tuple((n, _freeze(assume_role_kwargs.get(n))) for n in _KEYED_ARGUMENTS),
+    )
+    key = (
+        id(source_cache),
+        role_arn,
+        *keyed,
         provider_kwargs.get("region"),
         provider_kwargs.get("endpoint_url"),
-        tuple((n, repr(assume_role_kwargs.get(n))) for n in _KEYED_ARGUMENTS),
+        shared,
     )
     with _ROLE_LOCK:
         cache = _ROLE_CACHES.get(key)
@@ -636,6 +651,13 @@ def assume_role(
             )
             options: dict[str, Any] = {"name": f"assume-role:{role_arn}"}
             options.update(cache_options or {})
-            cache = CredentialCache(provider, limiter=limiter or None, **options)
+            cached: Any = provider
+            if shared is not None:
+                cached = shared.wrap(
+                    provider,
+                    _shared_name(role_arn, keyed),
+                    load_timeout=float(options.get("load_timeout", 5.0)),
+                )
+            cache = CredentialCache(cached, limiter=limiter or None, **options)
             _ROLE_CACHES[key] = cache
     return _role_session(config_source, cache)
