@@ -23,6 +23,7 @@ __all__ = [
     "_Task",
     "_WorkerPool",
     "_after_fork_in_child",
+    "_current_flight",
     "_note_throttled",
     "_shutdown",
     "configure_runtime",
