@@ -15,11 +15,16 @@ How the credentials reach aiobotocore
 -------------------------------------
 
 aiobotocore's signer awaits ``credentials.get_frozen_credentials()`` once per request.  A
-session gets an :class:`AioCacheCredentials` (an aiobotocore ``AioCredentials``) whose
-``get_frozen_credentials`` awaits the cache's ``get_async()``: on fresh credentials that is an
-awaitable already done, so the hot path takes no lock (aiobotocore's refreshable credentials
-take an ``asyncio.Lock`` on every call) and schedules nothing.  It answers botocore's own
-``ReadOnlyCredentials``, built once per cached entry.
+session gets an :class:`AioCacheCredentials`: creds_core's one botocore adapter
+(``creds_core._botocore.CacheAdapter``, as the sync door's ``CacheCredentials``) on
+aiobotocore's ``AioCredentials``.  Its ``get_frozen_credentials`` awaits the cache's
+``get_frozen_async()``: on fresh credentials an awaitable already done, so the hot path takes
+no lock (aiobotocore's refreshable credentials take an ``asyncio.Lock`` on every call) and
+schedules nothing.  It answers botocore's own ``ReadOnlyCredentials``, built once per cached
+entry (the same object the sync door hands out).
+
+``shared=`` (a :class:`creds_core.redis.RedisTier`) on :func:`assume_role` and
+``creds_core.fanout.fan_out_async``: one AssumeRole per role and refresh across a fleet.
 
 Refreshes never run on the caller's event loop: a sync provider runs on creds_core's provider
 threads, a coroutine provider on creds_core's own event loop.  :func:`assume_role` makes its
