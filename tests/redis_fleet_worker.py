@@ -7,6 +7,7 @@ of the fleet starts at the same moment), then runs its mode and prints one JSON 
 
 * ``fanout``: ``fan_out`` over ``roles`` through the STS at ``sts_url`` (``shared`` false:
   without the tier); answers the access key per role, the errors and the tier's stats.
+* ``aio-fanout``: the same with ``fan_out_async`` and real aiobotocore clients.
 * ``block``: a refresh whose source blocks until the process is killed (prints ``entered``).
 * ``provide``: one refresh of ``name`` whose source answers new credentials; answers them.
 """
@@ -49,6 +50,20 @@ def main() -> int:
         def key_of(session: Any, arn: str) -> str:
             return str(session.get_credentials().get_frozen_credentials().access_key)
 
+    elif mode == "aio-fanout":
+        import asyncio
+
+        import creds_core.aiobotocore as ca
+        from creds_core.fanout import fan_out_async
+
+        source_key = f"AKIA{uuid.uuid4().hex[:16]}".upper()
+        aio_source = ca.session(lambda: Credentials(source_key, "source-secret-of-the-fleet-test"))
+        aio_source.set_config_variable("region", "us-east-1")
+
+        async def key_of_async(session: Any, arn: str) -> str:
+            credentials = await session.get_credentials()
+            return str((await credentials.get_frozen_credentials()).access_key)
+
     print("ready", flush=True)
     sys.stdin.readline()
     started = time.monotonic()
@@ -63,6 +78,21 @@ def main() -> int:
             progress=False,
             endpoint_url=config["sts_url"],
             role_session_name="fleet",
+        )
+        out["results"] = result.results
+        out["errors"] = {t: f"{type(e).__name__}: {e}" for t, e in result.errors.items()}
+    elif mode == "aio-fanout":
+        result = asyncio.run(
+            fan_out_async(
+                key_of_async,
+                config["roles"],
+                session=aio_source,
+                shared=tier,
+                max_concurrency=config.get("workers", 16),
+                progress=False,
+                endpoint_url=config["sts_url"],
+                role_session_name="fleet",
+            )
         )
         out["results"] = result.results
         out["errors"] = {t: f"{type(e).__name__}: {e}" for t, e in result.errors.items()}

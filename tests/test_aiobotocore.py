@@ -154,6 +154,90 @@ def test_the_hot_path_takes_no_lock_and_schedules_nothing() -> None:
     assert frozen.access_key == "AKIAHOT0000000000001"
 
 
+def test_the_async_door_is_the_one_botocore_adapter() -> None:
+    from creds_core._botocore import CacheAdapter, CacheCredentials
+
+    cache = CredentialCache(lambda: creds("AKIAONEADAPTER000001", lifetime=3600), name="one")
+    sync, aio = CacheCredentials(cache), ca.AioCacheCredentials(cache)
+    assert isinstance(sync, CacheAdapter) and isinstance(aio, CacheAdapter)
+    # Both answer the one ReadOnlyCredentials object of the cache's entry.
+    frozen = asyncio.run(aio.get_frozen_credentials())
+    assert frozen is sync.get_frozen_credentials() is cache.get().to_botocore()
+    assert (aio.access_key, aio.secret_key, aio.token) == ("AKIAONEADAPTER000001", SECRET, TOKEN)
+    assert aio.method == sync.method == cache.get().provider_name
+    assert copy_deep(aio) is aio and not aio.refresh_needed()
+    assert repr(aio) == f"AioCacheCredentials(cache='one', method={sync.method!r})"
+    assert repr(sync) == f"CacheCredentials(cache='one', method={sync.method!r})"
+
+
+def copy_deep(value: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(value)
+
+
+def test_get_frozen_async_waiters_get_the_entrys_readonlycredentials() -> None:
+    # Nothing cached: every waiter (frozen or not, in one batch) is served by one source call.
+    p = Scripted(lambda n: creds(f"AKIAFROZENWAIT{n:06d}", lifetime=3600))
+    cache = CredentialCache(p)
+
+    async def main() -> list[Any]:
+        frozen = [cache.get_frozen_async() for _ in range(50)]
+        plain = [cache.get_async() for _ in range(50)]
+        return list(await asyncio.gather(*frozen, *plain))
+
+    got = asyncio.run(main())
+    assert p.calls == 1
+    entry = cache.get()
+    assert all(g is entry.to_botocore() for g in got[:50])
+    assert all(g is entry for g in got[50:])
+    assert isinstance(got[0], ReadOnlyCredentials)
+
+
+def test_get_frozen_async_raises_the_cache_error() -> None:
+    def denied() -> Credentials:
+        raise NonRecoverableError("AccessDenied: not a secret")
+
+    cache = CredentialCache(denied)
+
+    async def main() -> Any:
+        return await ca.AioCacheCredentials(cache).get_frozen_credentials()
+
+    with pytest.raises(NonRecoverableError):
+        asyncio.run(main())
+
+
+def test_method_and_repr_never_wait_for_a_refresh() -> None:
+    # aiobotocore reads .method on the event loop (creds_core's own, for the STS clients):
+    # with nothing cached and a source that takes its time, it answers at once.
+    entered, release = threading.Event(), threading.Event()
+
+    def slow() -> Credentials:
+        entered.set()
+        release.wait(30)
+        return creds("AKIASLOWMETHOD000001", lifetime=3600)
+
+    cache = CredentialCache(slow, load_timeout=30)
+    credentials = ca.AioCacheCredentials(cache)
+
+    async def main() -> tuple[str, str, float]:
+        started = time.monotonic()
+        method, text = credentials.method, repr(credentials)
+        return method, text, time.monotonic() - started
+
+    method, text, took = asyncio.run(main())
+    assert method == ca.METHOD and "creds-core" in text
+    assert not entered.is_set()  # reading them started no refresh
+    assert took < 5.0  # generous: no wait for the source
+    waiter = threading.Thread(target=cache.get)
+    waiter.start()
+    assert entered.wait(30)
+    assert credentials.method == ca.METHOD  # still nothing held, still no wait
+    release.set()
+    waiter.join(30)
+    assert credentials.method == cache.get().provider_name
+
+
 def test_install_on_an_existing_session_replaces_explicit_keys_by_the_cache(
     sts_server: StsServer,
 ) -> None:

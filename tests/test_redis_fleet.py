@@ -174,6 +174,28 @@ def test_six_processes_by_100_roles_make_one_assume_role_per_role(
 
 
 @pytest.mark.timeout(600)
+def test_asyncio_and_sync_processes_sharing_a_tier_make_one_assume_role_per_role(
+    redis_server: RedisServer, fleet: Fleet
+) -> None:
+    # Three fan_out_async processes (aiobotocore) and one fan_out process, 60 roles each.
+    roles = _roles(60)
+    with StsServer(rate=100.0, burst=100.0, max_seconds=600) as sts:
+        configs = [_fanout(redis_server.url, sts, roles, mode="aio-fanout") for _ in range(3)]
+        procs = fleet.start([*configs, _fanout(redis_server.url, sts, roles)])
+        outcomes = [fleet.result(p) for p in procs]
+        calls = sts.counts["AssumeRole"]
+        issued = _issued_by_role(sts)
+        print("AssumeRole calls:", calls, [o["stats"] for o in outcomes])
+        assert calls <= 66, (calls, [o["stats"] for o in outcomes])  # ideally 60
+        for outcome in outcomes:
+            assert outcome["errors"] == {}
+            assert sorted(outcome["results"]) == sorted(roles)
+            for role, key in outcome["results"].items():
+                assert key in issued[role], role  # the key STS issued for that very role
+        assert sum(o["stats"]["hits"] for o in outcomes) >= 3 * 60 - 6
+
+
+@pytest.mark.timeout(600)
 def test_kill_9_of_the_lease_holder_another_process_takes_over(
     redis_server: RedisServer, fleet: Fleet
 ) -> None:

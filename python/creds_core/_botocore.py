@@ -7,9 +7,10 @@ botocore's own ``ReadOnlyCredentials`` namedtuple, built once per cached entry a
 out as is.  ``method`` is botocore's method string of the provider that served the cached
 credentials (``env``, ``shared-credentials-file``, ``assume-role``, ``sso``, ``iam-role``...).
 
-Used by ``creds_core.boto3`` (sessions), by the STS clients of the assume-role providers
-(``providers._sts``, which *pins* the credentials a refresh just read, see :meth:`pin`) and
-meant to be subclassed by other doors (e.g. an aiobotocore one).
+Used by ``creds_core.boto3`` (sessions) and by the STS clients of the assume-role providers
+(``providers._sts``, which *pins* the credentials a refresh just read, see :meth:`pin`).
+The async door (``creds_core.aiobotocore.AioCacheCredentials``) is the same adapter
+(:class:`CacheAdapter`) on aiobotocore's ``AioCredentials``, with awaitable reads.
 """
 
 from __future__ import annotations
@@ -23,13 +24,82 @@ from botocore.credentials import ReadOnlyCredentials
 from creds_core._core import CredentialCache, CredentialsError
 from creds_core._core import Credentials as CoreCredentials
 
-__all__ = ["METHOD", "CacheCredentials"]
+__all__ = ["METHOD", "CacheAdapter", "CacheCredentials"]
 
 #: The ``method`` of credentials whose provider has no botocore name.
 METHOD = "creds-core"
 
 
-class CacheCredentials(BotocoreCredentials):
+class CacheAdapter:
+    """What botocore credentials over a CredentialCache are, for either door (a mixin, put
+    before botocore's or aiobotocore's credentials class): the cache, ``method``, botocore's
+    synchronous attributes (``access_key``, ``secret_key``, ``token``, ``account_id``: each a
+    read of the cache, as in botocore), ``refresh_needed()``, no copies, and a repr without
+    secrets.  Subclasses add ``get_frozen_credentials`` (sync, or awaitable)."""
+
+    def __init__(self, cache: CredentialCache, *, method: str | None = None) -> None:
+        # botocore's __init__ would store fixed keys: this object has none of its own.
+        self._cache = cache
+        self._method = method
+
+    @property
+    def cache(self) -> CredentialCache:
+        """The cache these credentials come from."""
+        return self._cache
+
+    def _current(self) -> CoreCredentials:
+        """The credentials a read gets (the cache's blocking door)."""
+        return self._cache.get()
+
+    def _served(self) -> CoreCredentials | None:
+        """The credentials ``method`` names (None: not known)."""
+        try:
+            return self._current()
+        except CredentialsError:
+            return None
+
+    @property
+    def method(self) -> str:
+        if self._method is not None:
+            return self._method
+        served = self._served()
+        return (served.provider_name if served is not None else None) or METHOD
+
+    @method.setter
+    def method(self, value: str | None) -> None:
+        self._method = value
+
+    @property
+    def access_key(self) -> str:
+        return self._current().access_key_id
+
+    @property
+    def secret_key(self) -> str:
+        return self._current().secret_access_key
+
+    @property
+    def token(self) -> str | None:
+        return self._current().session_token
+
+    @property
+    def account_id(self) -> str | None:
+        return self._current().account_id
+
+    def refresh_needed(self, refresh_in: float | None = None) -> bool:
+        """Always False: the cache refreshes on its own schedule (botocore API parity)."""
+        return False
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CacheAdapter:
+        return self  # a handle on a shared cache; copies would share it anyway
+
+    def __repr__(self) -> str:
+        # Never waits, never a secret: the method of what the cache holds now.
+        held = self._cache._last_good()
+        method = self._method or (held.provider_name if held is not None else None) or METHOD
+        return f"{type(self).__name__}(cache={self._cache.name!r}, method={method!r})"
+
+
+class CacheCredentials(CacheAdapter, BotocoreCredentials):  # type: ignore[override]  # botocore: plain attributes
     """botocore credentials that are always the current credentials of a CredentialCache.
 
     ``get_frozen_credentials()`` returns botocore's ``ReadOnlyCredentials`` (a lock-free read
@@ -44,17 +114,10 @@ class CacheCredentials(BotocoreCredentials):
     """
 
     def __init__(self, cache: CredentialCache, *, method: str | None = None) -> None:
-        # botocore's __init__ would store fixed keys: this object has none of its own.
-        self._cache = cache
-        self._method = method
+        CacheAdapter.__init__(self, cache, method=method)
         self._pinned: threading.local | None = None
         # The signer's per-request call goes straight to the Rust cache: no Python frame.
         self.get_frozen_credentials = cache.get_frozen  # type: ignore[method-assign]
-
-    @property
-    def cache(self) -> CredentialCache:
-        """The cache these credentials come from."""
-        return self._cache
 
     def _current(self) -> CoreCredentials:
         pinned = self._pinned
@@ -78,46 +141,6 @@ class CacheCredentials(BotocoreCredentials):
         # Shadowed on every instance by the cache's own get_frozen (see __init__).
         return self._current().to_botocore()
 
-    @property
-    def method(self) -> str:
-        if self._method is not None:
-            return self._method
-        try:
-            name = self._current().provider_name
-        except CredentialsError:
-            return METHOD
-        return name or METHOD
-
-    @method.setter
-    def method(self, value: str | None) -> None:
-        self._method = value
-
-    @property
-    def access_key(self) -> str:  # type: ignore[override]
-        return self._current().access_key_id
-
-    @property
-    def secret_key(self) -> str:  # type: ignore[override]
-        return self._current().secret_access_key
-
-    @property
-    def token(self) -> str | None:  # type: ignore[override]
-        return self._current().session_token
-
-    @property
-    def account_id(self) -> str | None:
-        return self._current().account_id
-
-    def refresh_needed(self, refresh_in: float | None = None) -> bool:
-        """Always False: the cache refreshes on its own schedule (botocore API parity)."""
-        return False
-
     def _refresh(self) -> None:
         # botocore's RefreshableCredentials API, for code that pokes at it: a cache read.
         self._cache.get()
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> CacheCredentials:
-        return self  # a handle on a shared cache; copies would share it anyway
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(cache={self._cache.name!r})"

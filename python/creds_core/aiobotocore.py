@@ -15,11 +15,16 @@ How the credentials reach aiobotocore
 -------------------------------------
 
 aiobotocore's signer awaits ``credentials.get_frozen_credentials()`` once per request.  A
-session gets an :class:`AioCacheCredentials` (an aiobotocore ``AioCredentials``) whose
-``get_frozen_credentials`` awaits the cache's ``get_async()``: on fresh credentials that is an
-awaitable already done, so the hot path takes no lock (aiobotocore's refreshable credentials
-take an ``asyncio.Lock`` on every call) and schedules nothing.  It answers botocore's own
-``ReadOnlyCredentials``, built once per cached entry.
+session gets an :class:`AioCacheCredentials`: creds_core's one botocore adapter
+(``creds_core._botocore.CacheAdapter``, as the sync door's ``CacheCredentials``) on
+aiobotocore's ``AioCredentials``.  Its ``get_frozen_credentials`` awaits the cache's
+``get_frozen_async()``: on fresh credentials an awaitable already done, so the hot path takes
+no lock (aiobotocore's refreshable credentials take an ``asyncio.Lock`` on every call) and
+schedules nothing.  It answers botocore's own ``ReadOnlyCredentials``, built once per cached
+entry (the same object the sync door hands out).
+
+``shared=`` (a :class:`creds_core.redis.RedisTier`) on :func:`assume_role` and
+``creds_core.fanout.fan_out_async``: one AssumeRole per role and refresh across a fleet.
 
 Refreshes never run on the caller's event loop: a sync provider runs on creds_core's provider
 threads, a coroutine provider on creds_core's own event loop.  :func:`assume_role` makes its
@@ -40,7 +45,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 try:
     from aiobotocore.config import AioConfig
@@ -58,6 +63,7 @@ from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError
 
 from creds_core import _aio_loop
+from creds_core._botocore import METHOD, CacheAdapter
 from creds_core._core import (
     THROTTLING_CODES,
     CredentialCache,
@@ -70,7 +76,14 @@ from creds_core._core import (
     ProviderError,
 )
 from creds_core._sessions import PersistentTrie, copy_emitter
-from creds_core.boto3 import EXPIRED_TOKEN_CODES, _SignedRequest, sts_limiter
+from creds_core.boto3 import (
+    _KEYED_ARGUMENTS,
+    EXPIRED_TOKEN_CODES,
+    _freeze,
+    _shared_name,
+    _SignedRequest,
+    sts_limiter,
+)
 from creds_core.providers._sts import quiet_botocore
 from creds_core.providers.assume_role import (
     _SOURCE_REJECTED,
@@ -78,6 +91,9 @@ from creds_core.providers.assume_role import (
     credentials_from_sts,
 )
 from creds_core.providers.errors import from_exception, make_error, non_recoverable, recoverable
+
+if TYPE_CHECKING:  # the shared tier needs the extra creds_core[redis]
+    from creds_core.redis import RedisTier
 
 __all__ = [
     "METHOD",
@@ -89,9 +105,6 @@ __all__ = [
     "session",
 ]
 
-#: The ``method`` aiobotocore sees before any credentials were served.
-METHOD = "creds-core"
-
 _SIGNED = "creds_core.aio.signed_request"
 _RETRIED = "creds_core.aio.retried_expired"
 _HOOK_IDS = {
@@ -100,38 +113,34 @@ _HOOK_IDS = {
 }
 
 
-class AioCacheCredentials(AioCredentials):  # type: ignore[misc]
-    """aiobotocore credentials that are always the current credentials of a CredentialCache.
+class AioCacheCredentials(CacheAdapter, AioCredentials):  # type: ignore[misc]
+    """aiobotocore credentials that are always the current credentials of a CredentialCache:
+    creds_core's one botocore adapter (:class:`creds_core._botocore.CacheAdapter`) with
+    aiobotocore's awaitable reads.
 
-    ``await get_frozen_credentials()`` returns botocore's ``ReadOnlyCredentials`` of the cached
-    credentials (built once per cached entry), by the cache's refresh policy, without a lock.
+    ``await get_frozen_credentials()`` is the cache's ``get_frozen_async()``: botocore's
+    ``ReadOnlyCredentials`` of the cached entry (built once per entry), by the cache's refresh
+    policy, without a lock; on fresh credentials an awaitable already done.
     ``await get_account_id()`` (and ``get_access_key()``, ``get_secret_key()``,
-    ``get_token()``) read the cache the same way.  ``method`` is botocore's method name of
-    the provider that served the credentials last (``assume-role``, ``env``, ...).  The object
-    holds no key or secret of its own and its repr shows none.
+    ``get_token()``) read the cache the same way.  The synchronous attributes
+    (``access_key``, ...) are the cache's blocking door, as botocore's properties are.
+    ``method`` is botocore's method name of the provider that served what the cache holds
+    (``assume-role``, ``env``, ...); it never waits (aiobotocore reads it on the event loop).
+    The object holds no key or secret of its own and its repr shows none.
     """
 
-    def __init__(self, cache: CredentialCache) -> None:
-        # aiobotocore's __init__ would store fixed keys: this object has none of its own.
-        self._cache = cache
+    def __init__(self, cache: CredentialCache, *, method: str | None = None) -> None:
+        CacheAdapter.__init__(self, cache, method=method)
         self._get_async = cache.get_async
-        # (credentials, their ReadOnlyCredentials): replaced as one, so readers on other
-        # threads or loops see a matching pair.
-        self._last: tuple[Credentials, ReadOnlyCredentials] | None = None
+        self._get_frozen_async = cache.get_frozen_async
 
-    @property
-    def cache(self) -> CredentialCache:
-        """The cache these credentials come from."""
-        return self._cache
+    def _served(self) -> Credentials | None:
+        return self._cache._last_good()  # never waits: read on the event loop
 
     async def get_frozen_credentials(self) -> ReadOnlyCredentials:
-        credentials = await self._get_async()
-        last = self._last
-        if last is not None and last[0] is credentials:
-            return last[1]
-        frozen = credentials.to_botocore()
-        self._last = (credentials, frozen)
-        return frozen
+        # A coroutine, as aiobotocore's (``asyncio.run``/``create_task`` take it; the cache's
+        # slow path needs the running loop, which exists only once this is awaited).
+        return await self._get_frozen_async()
 
     async def get_account_id(self) -> str | None:
         return (await self._get_async()).account_id
@@ -144,40 +153,6 @@ class AioCacheCredentials(AioCredentials):  # type: ignore[misc]
 
     async def get_token(self) -> str | None:
         return (await self._get_async()).session_token
-
-    # botocore's synchronous attributes, for code that reads them: the cache's blocking door
-    # (at once on fresh credentials; otherwise it waits, as botocore's properties do).
-    @property
-    def access_key(self) -> str:
-        return self._cache.get().access_key_id
-
-    @property
-    def secret_key(self) -> str:
-        return self._cache.get().secret_access_key
-
-    @property
-    def token(self) -> str | None:
-        return self._cache.get().session_token
-
-    @property
-    def account_id(self) -> str | None:
-        return self._cache.get().account_id
-
-    @property
-    def method(self) -> str:
-        # Never waits (aiobotocore reads it on the loop when it makes a client).
-        last = self._last
-        return (last[0].provider_name if last is not None else None) or METHOD
-
-    def refresh_needed(self, refresh_in: float | None = None) -> bool:
-        """Always False: the cache refreshes on its own schedule (botocore API parity)."""
-        return False
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> AioCacheCredentials:
-        return self  # a handle on a shared cache
-
-    def __repr__(self) -> str:
-        return f"AioCacheCredentials(cache={self._cache.name!r}, method={self.method!r})"
 
 
 class _Resolver:
@@ -511,14 +486,6 @@ _ROLE_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], CredentialCache] = (
     weakref.WeakValueDictionary()
 )
 # Role caches stay alive while a session made for them does.
-_KEYED_ARGUMENTS = (
-    "policy",
-    "policy_arns",
-    "tags",
-    "transitive_tag_keys",
-    "source_identity",
-    "serial_number",
-)
 
 
 def _source_cache(source: Any) -> tuple[CredentialCache, AioSession | None]:
@@ -622,6 +589,7 @@ def assume_role(
     duration_seconds: int | None = None,
     limiter: Limiter | Literal[False] | None = None,
     cache_options: Mapping[str, Any] | None = None,
+    shared: RedisTier | None = None,
     **assume_role_kwargs: Any,
 ) -> AioSession:
     """A new AioSession with the credentials of ``role_arn``, assumed from ``source``.
@@ -636,6 +604,12 @@ def assume_role(
     on the caller's.  ``assume_role_kwargs``: ``policy``, ``policy_arns``, ``tags``,
     ``transitive_tag_keys``, ``source_identity``, ``serial_number`` with ``mfa_token``,
     ``region``, ``endpoint_url``, ``client_config`` (an ``AioConfig``).
+
+    ``shared``: a :class:`creds_core.redis.RedisTier`, as for
+    :func:`creds_core.boto3.assume_role`: every process sharing the tier makes one AssumeRole
+    per role and refresh (the entry's name is the one the sync module uses, so sync and asyncio
+    processes share it).  The tier's Redis calls and waits run on a provider thread of
+    creds_core, the STS call still as a coroutine on creds_core's loop: never on the caller's.
     """
     if not isinstance(role_arn, str) or not role_arn:
         raise ValueError("role_arn must be a non-empty string")
@@ -646,15 +620,21 @@ def assume_role(
     provider_kwargs = dict(assume_role_kwargs)
     if provider_kwargs.get("region") is None:
         provider_kwargs["region"] = config_source.get_config_variable("region")
-    key = (
-        id(source_cache),
-        role_arn,
+    # As creds_core.boto3's key: what changes the credentials STS hands out (the shared tier's
+    # entry is named after these), then where they come from, and the tier.
+    keyed = (
         role_session_name,
         external_id,
         duration_seconds,
+        tuple((n, _freeze(assume_role_kwargs.get(n))) for n in _KEYED_ARGUMENTS),
+    )
+    key = (
+        id(source_cache),
+        role_arn,
+        *keyed,
         provider_kwargs.get("region"),
         provider_kwargs.get("endpoint_url"),
-        tuple((n, repr(assume_role_kwargs.get(n))) for n in _KEYED_ARGUMENTS),
+        shared,
     )
     with _ROLE_LOCK:
         cache = _ROLE_CACHES.get(key)
@@ -676,6 +656,13 @@ def assume_role(
             )
             options: dict[str, Any] = {"name": f"assume-role:{role_arn}"}
             options.update(cache_options or {})
-            cache = CredentialCache(provider, limiter=limiter or None, **options)
+            cached: Any = provider
+            if shared is not None:
+                cached = shared.wrap(
+                    provider,
+                    _shared_name(role_arn, keyed),
+                    load_timeout=float(options.get("load_timeout", 5.0)),
+                )
+            cache = CredentialCache(cached, limiter=limiter or None, **options)
             _ROLE_CACHES[key] = cache
     return _role_session(config_source, cache)

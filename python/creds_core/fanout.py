@@ -361,6 +361,7 @@ async def fan_out_async(
     description: str = "accounts",
     limiter: Limiter | Literal[False] | None = None,
     cache_options: Mapping[str, Any] | None = None,
+    shared: RedisTier | None = None,
     **assume_role_kwargs: Any,
 ) -> FanOutResult[T, R]:
     """The asyncio twin of :func:`fan_out`: ``await fn(session, target)`` for every target,
@@ -374,8 +375,10 @@ async def fan_out_async(
     caller's loop is never blocked by a refresh.  A role's credentials are awaited before
     ``fn`` runs, so a role that cannot be assumed is that target's error.  ``fn`` creates the
     clients it needs (``async with session.create_client("s3") as s3``).  Targets, ``role_name``
-    / ``role_arn``, ``progress``, ``limiter``, ``cache_options`` and the other keyword
-    arguments are as for :func:`fan_out`.  Cancelling the fan-out cancels the targets in
+    / ``role_arn``, ``progress``, ``limiter``, ``cache_options``, ``shared`` (a
+    :class:`creds_core.redis.RedisTier`: one AssumeRole per role and refresh across every
+    process of a fleet, sync or asyncio) and the other keyword arguments are as for
+    :func:`fan_out`.  Cancelling the fan-out cancels the targets in
     progress.
     """
     from creds_core.aiobotocore import assume_role, get_cache
@@ -404,7 +407,12 @@ async def fan_out_async(
     async def run_one(target: T) -> R:
         arn = role_arn_for(target, role_name=role_name, role_arn=role_arn, partition=partition)
         role = assume_role(
-            source, arn, limiter=limiter, cache_options=options, **assume_role_kwargs
+            source,
+            arn,
+            limiter=limiter,
+            cache_options=options,
+            shared=shared,
+            **assume_role_kwargs,
         )
         cache = get_cache(role)
         if cache is not None:

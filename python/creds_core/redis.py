@@ -8,6 +8,7 @@
     tier = RedisTier("redis://cache.internal:6379/0", key=os.environ["CREDS_CORE_TIER_KEY"])
     role = creds_core.boto3.assume_role(session, role_arn, shared=tier)
     result = creds_core.fanout.fan_out(fn, account_ids, role_name="Auditor", shared=tier)
+    # asyncio: creds_core.aiobotocore.assume_role(..., shared=tier), fan_out_async(..., shared=tier)
 
     cache = CredentialCache(tier.wrap(MySource(), "my-source"))   # any provider
     tier.stats()   # hits, misses, lease_waits, lease_takeovers, local_fallbacks, redis_errors...
@@ -79,7 +80,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
     ) from _exc
 
 from creds_core import _aio_loop
-from creds_core._core import CredentialCache, Credentials
+from creds_core._core import CredentialCache, Credentials, _current_flight
 from creds_core._provider import Provider
 
 __all__ = ["RedisTier", "SharedProvider", "TierStats"]
@@ -497,8 +498,11 @@ class RedisTier:
 
 def _to_credentials(answer: Any) -> Credentials | None:
     if inspect.isawaitable(answer):
-        # A coroutine provider behind the tier runs on creds_core's one event loop too.
-        answer = _aio_loop.run(answer, None)
+        # A coroutine provider behind the tier (creds_core.aiobotocore's assume-role) runs on
+        # creds_core's one event loop too, as part of the refresh this worker thread serves:
+        # its throttled answers reach the refresh's Limiter, its lookups are nested in it.
+        # This thread waits for it (with Redis's polls, never on an event loop).
+        answer = _aio_loop.run(answer, _current_flight())
     if answer is None or isinstance(answer, Credentials):
         return answer
     if isinstance(answer, Mapping):

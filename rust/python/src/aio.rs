@@ -96,7 +96,14 @@ struct Batch {
     /// that lookup's own, so nobody else joins it.
     shared: bool,
     event_loop: Py<PyAny>,
-    futures: Vec<Py<PyAny>>,
+    futures: Vec<Waiting>,
+}
+
+/// A waiting future, and whether it wants botocore's `ReadOnlyCredentials` (`get_frozen_async`)
+/// rather than the `Credentials` (`get_async`).
+struct Waiting {
+    future: Py<PyAny>,
+    frozen: bool,
 }
 
 static NEXT_BATCH: AtomicU64 = AtomicU64::new(1);
@@ -143,13 +150,14 @@ fn current_flight(py: Python<'_>) -> PyResult<Option<Arc<FlightCtx>>> {
         .map(|f| Arc::clone(&f.get().ctx)))
 }
 
-/// `get_async()` when the credentials are not fresh: a future of the running loop, completed
-/// by the batch of that loop (or, for a lookup nested in a provider's flight, a wait of its
-/// own).
+/// `get_async()` (or, with `frozen`, `get_frozen_async()`) when the credentials are not fresh:
+/// a future of the running loop, completed by the batch of that loop (or, for a lookup nested
+/// in a provider's flight, a wait of its own).
 pub fn wait<'py>(
     py: Python<'py>,
     cache: &CredentialCache,
     waiters: &Arc<Waiters>,
+    frozen: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let names = interned(py)?;
     let event_loop = names.get_running_loop.bind(py).call0()?;
@@ -163,7 +171,10 @@ pub fn wait<'py>(
             if let Some(batch) = batches.iter_mut().find(|b| {
                 b.shared && b.generation == generation && b.event_loop.bind(py).is(&event_loop)
             }) {
-                batch.futures.push(future.clone().unbind());
+                batch.futures.push(Waiting {
+                    future: future.clone().unbind(),
+                    frozen,
+                });
                 return Ok(future);
             }
         }
@@ -172,7 +183,10 @@ pub fn wait<'py>(
             generation,
             shared: parent.is_none(),
             event_loop: event_loop.unbind(),
-            futures: vec![future.clone().unbind()],
+            futures: vec![Waiting {
+                future: future.clone().unbind(),
+                frozen,
+            }],
         });
     }
     let cache = cache.clone();
@@ -226,7 +240,7 @@ fn deliver(py: Python<'_>, batch: Batch, outcome: Result<Arc<Entry>, CoreError>)
 #[pyclass(frozen, module = "creds_core._core", name = "_Deliver")]
 struct Deliver {
     event_loop: Py<PyAny>,
-    futures: Mutex<VecDeque<Py<PyAny>>>,
+    futures: Mutex<VecDeque<Waiting>>,
     result: Result<Py<PyCredentials>, CoreError>,
 }
 
@@ -235,12 +249,12 @@ impl Deliver {
     fn __call__(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let chunk: Vec<Py<PyAny>> = {
+        let chunk: Vec<Waiting> = {
             let mut futures = lock(&this.futures);
             let n = futures.len().min(DELIVER_CHUNK);
             futures.drain(..n).collect()
         };
-        for future in chunk {
+        for Waiting { future, frozen } in chunk {
             let future = future.bind(py);
             // One future's trouble (cancelled meanwhile: done) never keeps the others waiting.
             if future
@@ -251,6 +265,12 @@ impl Deliver {
                 continue;
             }
             let _ = match &this.result {
+                // botocore's namedtuple, built once for the batch (a failure to build it is
+                // this future's answer: it never stays pending).
+                Ok(credentials) if frozen => match credentials.get().frozen(py) {
+                    Ok(f) => future.call_method1("set_result", (f,)),
+                    Err(e) => future.call_method1("set_exception", (e.into_value(py),)),
+                },
                 Ok(credentials) => future.call_method1("set_result", (credentials,)),
                 Err(e) => {
                     future.call_method1("set_exception", (errors::to_pyerr(py, e).into_value(py),))

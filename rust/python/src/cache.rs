@@ -173,7 +173,29 @@ impl PyCredentialCache {
             return crate::ready::ready(py, obj?.into_any());
         }
         workers::ensure_started(py)?;
-        aio::wait(py, &self.cache, &self.waiters)
+        aio::wait(py, &self.cache, &self.waiters, false)
+    }
+
+    /// `get_frozen()` as an awaitable, in the shape of `get_async()`: fresh credentials give an
+    /// awaitable already done with their `ReadOnlyCredentials` (the one object of the entry);
+    /// otherwise a future of the running loop, waiting with the `get_async()` callers.
+    fn get_frozen_async<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if let Some(obj) = self.cache.with_fresh(|entry| credentials_object(py, entry)) {
+            let frozen = obj?.get().frozen(py)?.clone_ref(py);
+            return crate::ready::ready(py, frozen);
+        }
+        workers::ensure_started(py)?;
+        aio::wait(py, &self.cache, &self.waiters, true)
+    }
+
+    /// The credentials the cache holds, fresh or not (None: it holds none), without a refresh or
+    /// a wait: for readers that must never wait (aiobotocore reads `method` on its event loop).
+    #[pyo3(name = "_last_good")]
+    fn last_good(&self, py: Python<'_>) -> PyResult<Option<Py<PyCredentials>>> {
+        self.cache
+            .last_good()
+            .map(|entry| credentials_object(py, &entry))
+            .transpose()
     }
 
     /// Send the next call down the mandatory path if `access_key_id` (or, with None, any key)

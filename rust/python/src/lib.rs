@@ -65,6 +65,13 @@ fn _note_throttled() -> bool {
     creds_core::flight::current().is_some_and(|ctx| ctx.note_throttled())
 }
 
+/// The flight whose provider work this thread runs (None outside of one): an awaitable that a
+/// wrapper (the shared tier) runs on creds_core's loop for it stays part of that refresh.
+#[pyfunction]
+fn _current_flight(py: Python<'_>) -> PyResult<Option<Py<aio::PyFlight>>> {
+    aio::flight_handle(py, creds_core::flight::current().as_ref())
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Rust log records go to Python's `logging` (loggers `creds_core.cache`, `creds_core.limiter`,
@@ -94,6 +101,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runtime_config, m)?)?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(_note_throttled, m)?)?;
+    m.add_function(wrap_pyfunction!(_current_flight, m)?)?;
     m.add_function(wrap_pyfunction!(shutdown::_shutdown, m)?)?;
     Ok(())
 }
