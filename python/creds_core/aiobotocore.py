@@ -43,7 +43,6 @@ import asyncio
 import os
 import threading
 import weakref
-from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -78,11 +77,12 @@ from creds_core._core import (
 from creds_core._sessions import PersistentTrie, copy_emitter
 from creds_core.boto3 import (
     _KEYED_ARGUMENTS,
-    EXPIRED_TOKEN_CODES,
     _freeze,
     _shared_name,
-    _SignedRequest,
     sts_limiter,
+)
+from creds_core.boto3 import (
+    _RejectedCredentialsHooks as _SyncRejectedCredentialsHooks,
 )
 from creds_core.providers._sts import quiet_botocore
 from creds_core.providers.assume_role import (
@@ -105,8 +105,6 @@ __all__ = [
     "session",
 ]
 
-_SIGNED = "creds_core.aio.signed_request"
-_RETRIED = "creds_core.aio.retried_expired"
 _HOOK_IDS = {
     "request-created": "creds_core.aiobotocore.signed-by",
     "needs-retry": "creds_core.aiobotocore.retry-expired",
@@ -165,48 +163,25 @@ class _Resolver:
         return self._credentials
 
 
-class _RejectedCredentialsHooks:
+class _RejectedCredentialsHooks(_SyncRejectedCredentialsHooks):
     """aiobotocore event hooks: retry a call once when the service rejects its credentials
-    (the async twin of creds_core.boto3's: the fresh credentials are awaited, never waited
-    for on the loop)."""
+    (creds_core.boto3's rules; the fresh credentials are awaited, never waited for on the
+    loop)."""
 
-    def __init__(self, cache: CredentialCache) -> None:
-        self._cache = cache
-        self._rejected: deque[str] = deque(maxlen=16)
-
-    def signed_by(self, request: Any = None, **_: Any) -> None:
-        if request is not None:
-            request.context[_SIGNED] = _SignedRequest(request)
-
-    async def needs_retry(
+    async def needs_retry(  # type: ignore[override]
         self,
         response: tuple[Any, Mapping[str, Any]] | None = None,
         request_dict: Mapping[str, Any] | None = None,
         **_: Any,
     ) -> int | None:
-        if response is None or request_dict is None:
+        rejected = self._rejected_call(response, request_dict)
+        if rejected is None:
             return None
-        error = response[1].get("Error")
-        code = error.get("Code") if isinstance(error, Mapping) else None
-        if code not in EXPIRED_TOKEN_CODES:
-            return None
-        context = request_dict.get("context")
-        if not isinstance(context, dict) or context.get(_RETRIED):
-            return None
-        signed = context.get(_SIGNED)
-        key = signed.access_key() if isinstance(signed, _SignedRequest) else None
-        if not key:
-            return None
-        if self._cache.invalidate(key):
-            self._rejected.append(key)
-        elif key not in self._rejected:
-            return None
-        context[_RETRIED] = True
         try:
             fresh = await self._cache.get_async()
-        except CredentialsError:
-            return None
-        return None if fresh.access_key_id == key else 0
+        except CredentialsError as exc:
+            return self._verdict(rejected, None, exc)
+        return self._verdict(rejected, fresh, None)
 
 
 def _attach(

@@ -66,6 +66,7 @@ from botocore.credentials import Credentials as BotocoreCredentials
 
 from creds_core._botocore import METHOD, CacheCredentials
 from creds_core._core import CredentialCache, CredentialsError, Limiter
+from creds_core._core import Credentials as CoreCredentials
 from creds_core._sessions import template_for
 
 if TYPE_CHECKING:
@@ -166,10 +167,14 @@ class _SignedRequest:
 
 
 class _RejectedCredentialsHooks:
-    """botocore event hooks: retry a call once when the service rejects its credentials."""
+    """botocore event hooks: retry a call once when the service rejects its credentials.
 
-    def __init__(self, credentials: CacheCredentials) -> None:
-        self._cache = credentials.cache
+    The asyncio door subclasses it (``creds_core.aiobotocore``) and only awaits the fresh
+    credentials instead of waiting for them: which calls are retried is decided here.
+    """
+
+    def __init__(self, cache: CredentialCache) -> None:
+        self._cache = cache
         # Keys this hook invalidated lately: calls that were signed with one of them and fail
         # after another call already refreshed the cache are retried too (no new refresh).
         self._rejected: deque[str] = deque(maxlen=_REJECTED_KEYS_KEPT)
@@ -186,6 +191,22 @@ class _RejectedCredentialsHooks:
         request_dict: Mapping[str, Any] | None = None,
         **_: Any,
     ) -> int | None:
+        rejected = self._rejected_call(response, request_dict)
+        if rejected is None:
+            return None
+        try:
+            fresh = self._cache.get()
+        except CredentialsError as exc:
+            return self._verdict(rejected, None, exc)
+        return self._verdict(rejected, fresh, None)
+
+    def _rejected_call(
+        self,
+        response: tuple[Any, Mapping[str, Any]] | None,
+        request_dict: Mapping[str, Any] | None,
+    ) -> tuple[str, str] | None:
+        """(error code, rejected key) of a call to retry with fresh credentials, once; the
+        cache is invalidated for that key. None: not ours to retry."""
         if response is None or request_dict is None:
             return None
         error = response[1].get("Error")
@@ -199,30 +220,35 @@ class _RejectedCredentialsHooks:
         key = signed.access_key() if isinstance(signed, _SignedRequest) else None
         if not key:
             return None
-        cache = self._cache
-        if cache.invalidate(key):
+        if self._cache.invalidate(key):
             self._rejected.append(key)
         elif key not in self._rejected:
             # Not a key this cache served (a client made with keys of its own), or one it
             # replaced before this call failed: nothing to invalidate, nothing to retry with.
             return None
         context[_RETRIED] = True
-        try:
-            fresh = cache.get()
-        except CredentialsError as exc:
-            LOG.warning(
-                "%s: credentials rejected (%s) and no fresh ones: %s", cache.name, code, exc
-            )
+        return str(code), key
+
+    def _verdict(
+        self,
+        rejected: tuple[str, str],
+        fresh: CoreCredentials | None,
+        error: CredentialsError | None,
+    ) -> int | None:
+        """botocore's needs-retry answer: 0 (retry now) with new credentials, else None."""
+        name, (code, key) = self._cache.name, rejected
+        if fresh is None:
+            LOG.warning("%s: credentials rejected (%s) and no fresh ones: %s", name, code, error)
             return None
         if fresh.access_key_id == key:
             LOG.warning(
                 "%s: credentials rejected (%s) but the source answers the same ones again; "
                 "not retrying",
-                cache.name,
+                name,
                 code,
             )
             return None
-        LOG.info("%s: credentials rejected (%s); retrying once with fresh ones", cache.name, code)
+        LOG.info("%s: credentials rejected (%s); retrying once with fresh ones", name, code)
         return 0
 
 
@@ -241,7 +267,7 @@ def _set_credentials(botocore_session: Any, cache: CredentialCache) -> CacheCred
 def _register_hooks(events: Any, credentials: CacheCredentials) -> None:
     """Register the rejected-credentials hooks of ``credentials`` on an event emitter (a
     session's or a client's), replacing hooks registered there before."""
-    hooks = _RejectedCredentialsHooks(credentials)
+    hooks = _RejectedCredentialsHooks(credentials.cache)
     handlers: dict[str, Callable[..., Any]] = {
         "request-created": hooks.signed_by,
         "needs-retry": hooks.needs_retry,
