@@ -26,7 +26,13 @@ from test_boto3 import RejectingServer
 
 import creds_core.aiobotocore as ca
 import creds_core.boto3 as cb
-from creds_core import CredentialCache, Credentials, NonRecoverableError, _aio_loop
+from creds_core import (
+    CredentialCache,
+    Credentials,
+    NonRecoverableError,
+    UserActionRequired,
+    _aio_loop,
+)
 from helpers import SECRET, TOKEN, Scripted, creds
 from server_fixtures import StsServer
 
@@ -420,6 +426,28 @@ def test_any_creds_core_cache_can_be_the_source(sts_server: StsServer) -> None:
     assert cache.get().access_key_id.startswith("ASIASTS")
     assume = [c for c in sts_server.calls if c.action == "AssumeRole"]
     assert [c.signer_access_key_id for c in assume] == ["AKIAANYSOURCE0000001"]
+
+
+def test_a_source_that_needs_the_user_keeps_that_kind_through_the_role(
+    sts_server: StsServer,
+) -> None:
+    # As in the sync door: a role over an SSO source whose token expired says what to run.
+    def needs_login() -> Credentials:
+        raise UserActionRequired("the SSO session has expired: run `aws sso login --profile dev`")
+
+    source = CredentialCache(needs_login, name="sso-source")
+    role = ca.assume_role(
+        source, "arn:aws:iam::111122223333:role/sso", endpoint_url=sts_server.url, region=REGION
+    )
+    cache = ca.get_cache(role)
+    assert cache is not None
+
+    async def main() -> Credentials:
+        return await cache.get_async()
+
+    with pytest.raises(UserActionRequired, match=r"aws sso login --profile dev"):
+        asyncio.run(main())
+    assert not [c for c in sts_server.calls if c.action == "AssumeRole"]
 
 
 def test_assume_role_against_moto_then_s3_with_the_role(moto_endpoint: str) -> None:

@@ -69,16 +69,13 @@ from creds_core._core import (
     CredentialCycleError,
     Credentials,
     CredentialsError,
-    CredentialsNotLoaded,
     Limiter,
-    NonRecoverableError,
-    ProviderError,
 )
 from creds_core._sessions import PersistentTrie, copy_emitter
 from creds_core.boto3 import (
     _KEYED_ARGUMENTS,
     _freeze,
-    _shared_name,
+    _role_cache,
     sts_limiter,
 )
 from creds_core.boto3 import (
@@ -90,7 +87,7 @@ from creds_core.providers.assume_role import (
     AssumeRoleProvider,
     credentials_from_sts,
 )
-from creds_core.providers.errors import from_exception, make_error, non_recoverable, recoverable
+from creds_core.providers.errors import from_exception, recoverable
 
 if TYPE_CHECKING:  # the shared tier needs the extra creds_core[redis]
     from creds_core.redis import RedisTier
@@ -393,20 +390,8 @@ class AioAssumeRoleProvider(AssumeRoleProvider):
             return await self._source.get_async()
         except CredentialCycleError:
             raise
-        except CredentialsNotLoaded as exc:
-            raise non_recoverable(
-                self.name,
-                f"{self._source_label} has no credentials ({exc}); configure credentials for it",
-                code="NoSourceCredentials",
-            ) from exc
-        except NonRecoverableError as exc:
-            raise make_error(
-                NonRecoverableError, self.name, f"{self._source_label} failed: {exc}", code=exc.code
-            ) from exc
         except CredentialsError as exc:
-            raise make_error(
-                ProviderError, self.name, f"{self._source_label} failed: {exc}", code=exc.code
-            ) from exc
+            raise self._source_error(exc) from exc
 
     async def provide(self) -> Credentials:  # type: ignore[override]
         source_creds = await self._source_credentials_async()
@@ -629,15 +614,13 @@ def assume_role(
                 duration_seconds=duration_seconds,
                 **provider_kwargs,
             )
-            options: dict[str, Any] = {"name": f"assume-role:{role_arn}"}
-            options.update(cache_options or {})
-            cached: Any = provider
-            if shared is not None:
-                cached = shared.wrap(
-                    provider,
-                    _shared_name(role_arn, keyed),
-                    load_timeout=float(options.get("load_timeout", 5.0)),
-                )
-            cache = CredentialCache(cached, limiter=limiter or None, **options)
+            cache = _role_cache(
+                provider,
+                role_arn,
+                keyed,
+                shared=shared,
+                limiter=limiter,
+                cache_options=cache_options,
+            )
             _ROLE_CACHES[key] = cache
     return _role_session(config_source, cache)

@@ -445,6 +445,29 @@ def _shared_name(role_arn: str, keyed: tuple[Any, ...]) -> str:
     return "assume-role\x00" + role_arn + "\x00" + repr(keyed)
 
 
+def _role_cache(
+    provider: Any,
+    role_arn: str,
+    keyed: tuple[Any, ...],
+    *,
+    shared: RedisTier | None,
+    limiter: Limiter | Literal[False] | None,
+    cache_options: Mapping[str, Any] | None,
+) -> CredentialCache:
+    """The process-wide cache of one role (both doors): named after the role, behind the
+    shared tier when there is one, under the STS endpoint's limiter."""
+    options: dict[str, Any] = {"name": f"assume-role:{role_arn}"}
+    options.update(cache_options or {})
+    cached: Any = provider
+    if shared is not None:
+        cached = shared.wrap(
+            provider,
+            _shared_name(role_arn, keyed),
+            load_timeout=float(options.get("load_timeout", 5.0)),
+        )
+    return CredentialCache(cached, limiter=limiter or None, **options)
+
+
 def _source_cache(botocore_session: Any) -> CredentialCache:
     """The source session's cache, installing one (under the lock, no fetch) if it has none."""
     with _ROLE_LOCK:
@@ -664,15 +687,13 @@ def assume_role(
                     session=sts_session,
                     **provider_kwargs,
                 )
-                options: dict[str, Any] = {"name": f"assume-role:{role_arn}"}
-                options.update(cache_options or {})
-                cached: Any = provider
-                if shared is not None:
-                    cached = shared.wrap(
-                        provider,
-                        _shared_name(role_arn, key[2:-1]),
-                        load_timeout=float(options.get("load_timeout", 5.0)),
-                    )
-                cache = CredentialCache(cached, limiter=limiter or None, **options)
+                cache = _role_cache(
+                    provider,
+                    role_arn,
+                    key[2:-1],
+                    shared=shared,
+                    limiter=limiter,
+                    cache_options=cache_options,
+                )
                 _ROLE_CACHES[key] = cache
     return _role_session(source, cache)

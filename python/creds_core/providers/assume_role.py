@@ -234,25 +234,29 @@ class AssumeRoleProvider(Provider):
             return self._source.get()
         except CredentialCycleError:
             raise
-        except CredentialsNotLoaded as exc:
-            raise non_recoverable(
+        except CredentialsError as exc:
+            raise self._source_error(exc) from exc
+
+    def _source_error(self, exc: CredentialsError) -> CredentialsError:
+        """What a failure of the source cache becomes for this role (both doors)."""
+        if isinstance(exc, CredentialsNotLoaded):
+            return non_recoverable(
                 self.name,
                 f"{self._source_label} has no credentials ({exc}); configure credentials for it",
                 code="NoSourceCredentials",
-            ) from exc
-        except NonRecoverableError as exc:
+            )
+        if isinstance(exc, NonRecoverableError):
             # A source that needs the user (e.g. `aws sso login`) keeps that kind: the role's
             # cache then serves its valid credentials and raises at once after, as the source.
-            raise make_error(
+            return make_error(
                 UserActionRequired if isinstance(exc, UserActionRequired) else NonRecoverableError,
                 self.name,
                 f"{self._source_label} failed: {exc}",
                 code=exc.code,
-            ) from exc
-        except CredentialsError as exc:
-            raise make_error(
-                ProviderError, self.name, f"{self._source_label} failed: {exc}", code=exc.code
-            ) from exc
+            )
+        return make_error(
+            ProviderError, self.name, f"{self._source_label} failed: {exc}", code=exc.code
+        )
 
     def _call_params(self) -> dict[str, Any]:
         params = dict(self._params)
