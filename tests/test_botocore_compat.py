@@ -17,7 +17,7 @@ from botocore.credentials import ReadOnlyCredentials
 import creds_core.boto3 as cb
 from creds_core import Credentials
 from creds_core import _sessions as sessions
-from creds_core._provider import frozen_credentials
+from creds_core._botocore import frozen_credentials
 from creds_core.providers import identity_center
 from server_fixtures import StsServer
 

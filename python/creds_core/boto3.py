@@ -67,6 +67,7 @@ from botocore.credentials import Credentials as BotocoreCredentials
 from creds_core._botocore import METHOD, CacheCredentials
 from creds_core._core import CredentialCache, CredentialsError, Limiter
 from creds_core._sessions import template_for
+from creds_core.types import ProviderLike
 
 if TYPE_CHECKING:
     from creds_core.redis import RedisTier
@@ -300,7 +301,7 @@ def _provider_for(botocore_session: Any) -> Any:
 
 def install(
     session: boto3.Session | botocore.session.Session,
-    provider: Any = None,
+    provider: ProviderLike | None = None,
     **cache_options: Any,
 ) -> CredentialCache:
     """Make ``session`` (boto3 or botocore) sign every request through a CredentialCache.
@@ -331,7 +332,7 @@ def install(
 
 
 def session(
-    provider: Any = None,
+    provider: ProviderLike | None = None,
     *,
     cache_options: Mapping[str, Any] | None = None,
     **boto3_session_kwargs: Any,
