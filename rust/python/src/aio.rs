@@ -25,7 +25,7 @@ use tokio::sync::oneshot;
 use crate::credentials::PyCredentials;
 use crate::process_local::ProcessLocal;
 use crate::workers::Answer;
-use crate::{errors, provider, shutdown};
+use crate::{convert, errors, shutdown};
 
 /// Results handed to waiting futures per turn of the event loop.
 const DELIVER_CHUNK: usize = 256;
@@ -334,15 +334,15 @@ impl PyAsyncTask {
     /// The provider answered.
     fn finish(&self, answer: &Bound<'_, PyAny>) {
         let Some(_entered) = shutdown::enter() else {
-            return self.report(Err(crate::workers::exiting()));
+            return self.report(Err(errors::interpreter_exiting()));
         };
-        self.report(provider::convert_answer(answer));
+        self.report(convert::provider_answer(answer));
     }
 
     /// The provider raised.
     fn fail(&self, error: &Bound<'_, PyBaseException>) {
         let Some(_entered) = shutdown::enter() else {
-            return self.report(Err(crate::workers::exiting()));
+            return self.report(Err(errors::interpreter_exiting()));
         };
         let py = error.py();
         self.report(Err(errors::from_pyerr(
@@ -374,6 +374,6 @@ pub async fn call(call: Arc<Py<PyAny>>) -> Option<Answer> {
         Ok(None) => rx.await.ok(),
         Ok(Some(error)) => Some(Err(error)),
         // Dropped unsubmitted: the interpreter is exiting.
-        Err(_) => Some(Err(crate::workers::exiting())),
+        Err(_) => Some(Err(errors::interpreter_exiting())),
     }
 }

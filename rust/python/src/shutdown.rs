@@ -69,7 +69,7 @@ pub fn enter() -> Option<Entered> {
 }
 
 /// Whether the interpreter is exiting: no new provider call starts.
-pub fn exiting() -> bool {
+pub fn is_exiting() -> bool {
     PHASE.load(Ordering::SeqCst) != RUNNING
 }
 
