@@ -364,7 +364,7 @@ def sts_in_a_process(**options: Any) -> Iterator[str]:
     being measured for this process's GIL); yields its URL, stops it on exit."""
     code = (
         "import json, sys\n"
-        "from creds_core.testing.servers import StsServer\n"
+        "from creds_core.testing import StsServer\n"
         "with StsServer(**json.loads(sys.argv[1])) as server:\n"
         "    print(server.url, flush=True)\n"
         "    sys.stdin.read()\n"

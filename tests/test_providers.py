@@ -47,8 +47,7 @@ from creds_core.providers import (
 from creds_core.providers import errors as cerr
 from creds_core.providers._sts import sts_client
 from creds_core.providers.container import ALLOWED_HOSTS
-from creds_core.testing import servers
-from server_fixtures import ContainerServer, ImdsServer, StsServer
+from server_fixtures import ContainerServer, ImdsServer, StsServer, servers
 
 SECRET = servers.SENTINEL_SECRET
 TOKEN = servers.SENTINEL_TOKEN

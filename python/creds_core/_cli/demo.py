@@ -1,7 +1,7 @@
 """``creds-core demo``: many roles at once, through creds_core and through plain boto3.
 
 Everything runs on this machine, with no AWS account and no configuration: an embedded STS
-(the project's :class:`~creds_core.testing.servers.StsServer`) listens on 127.0.0.1 with a
+(:class:`creds_core.testing.StsServer`) listens on 127.0.0.1 with a
 token bucket (``--rate`` requests per second) and a latency on every answer (``--latency``).
 Each of ``--roles`` distinct roles is assumed and then makes one signed GetCallerIdentity
 call with its credentials, on 64 threads:
@@ -247,7 +247,7 @@ def run(
     Exit code 0 when every role assumed through creds_core worked, 1 otherwise.
     """
     from creds_core._core import Limiter
-    from creds_core.testing.servers import StsServer
+    from creds_core.testing import StsServer
 
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
