@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import random
+import sys
 import threading
 import time
 import uuid
@@ -320,6 +321,25 @@ def test_progress_bar_only_on_a_terminal_unless_asked(
     output = stderr.getvalue()
     assert ("scanning" in output and "5/5" in output) is shown
     assert output == "" or shown
+
+
+def test_no_progress_bar_without_tqdm(
+    sts_server: StsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if the extra were not installed
+    stderr = _Terminal()
+    monkeypatch.setattr("sys.stderr", stderr)
+    result = fan_out(
+        lambda s, t: t,
+        _accounts(3),
+        session=_source(),
+        role_name="NoBar",
+        endpoint_url=sts_server.url,
+        progress=True,
+        description="scanning",
+    )
+    assert result.succeeded == 3
+    assert stderr.getvalue() == ""
 
 
 def test_fan_out_uses_the_limiter_it_is_given(sts_server: StsServer) -> None:
