@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use crate::process_local::ProcessLocal;
 use tokio::runtime::{Builder, Handle, Runtime, RuntimeFlavor};
 
 /// Sizes of the shared runtime's thread pools.
@@ -29,7 +29,7 @@ impl Default for RuntimeConfig {
 
 // No mutex guards the runtime: a mutex held by another thread at `fork()` time would stay
 // locked forever in the child. The runtime is an atomic pointer and the sizes are atomics.
-static RUNTIME: ArcSwapOption<Runtime> = ArcSwapOption::const_empty();
+static RUNTIME: ProcessLocal<Runtime> = ProcessLocal::new();
 static WORKER_THREADS: AtomicUsize = AtomicUsize::new(2);
 static MAX_BLOCKING_THREADS: AtomicUsize = AtomicUsize::new(64);
 /// Runtimes replaced by `configure` whose retiring thread could not be started: kept alive
@@ -43,46 +43,28 @@ const RETIRE_SHUTDOWN: Duration = Duration::from_secs(5);
 /// Bumped in a forked child: refreshes started by the parent never finish in the child.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
-fn build(config: RuntimeConfig) -> Arc<Runtime> {
-    Arc::new(
-        Builder::new_multi_thread()
-            .worker_threads(config.worker_threads.max(1))
-            .max_blocking_threads(config.max_blocking_threads.max(1))
-            .thread_name("creds-core")
-            .enable_time()
-            .build()
-            .expect("creds_core: cannot start the tokio runtime (out of threads?)"),
-    )
+fn build(config: RuntimeConfig) -> Runtime {
+    Builder::new_multi_thread()
+        .worker_threads(config.worker_threads.max(1))
+        .max_blocking_threads(config.max_blocking_threads.max(1))
+        .thread_name("creds-core")
+        .enable_time()
+        .build()
+        .expect("creds_core: cannot start the tokio runtime (out of threads?)")
 }
 
 /// The shared runtime's handle, starting it on first use.
 #[must_use]
 pub fn handle() -> Handle {
-    if let Some(runtime) = RUNTIME.load().as_ref() {
-        return runtime.handle().clone();
-    }
     shared().handle().clone()
 }
 
 /// The shared runtime, starting it on first use. Holding it keeps a replaced runtime from
 /// retiring (see [`configure`]).
 fn shared() -> Arc<Runtime> {
-    if let Some(runtime) = RUNTIME.load_full() {
-        return runtime;
-    }
-    let built = build(config());
-    let previous = RUNTIME.compare_and_swap(&None::<Arc<Runtime>>, Some(Arc::clone(&built)));
-    match previous.as_ref() {
-        // Another thread won the race: use its runtime; ours has run nothing yet.
-        Some(winner) => {
-            let winner = Arc::clone(winner);
-            if let Ok(unused) = Arc::try_unwrap(built) {
-                unused.shutdown_background();
-            }
-            winner
-        }
-        None => built,
-    }
+    // Of two runtimes built at once, the loser has run nothing: shut down without waiting
+    // (dropping it could block, and must not inside another runtime).
+    RUNTIME.get_or_init(|| build(config()), Runtime::shutdown_background)
 }
 
 /// The runtime context to spawn on: the caller's own tokio runtime if it has one (as in
@@ -97,7 +79,7 @@ pub fn current_or_shared() -> Handle {
 pub fn configure(config: RuntimeConfig) {
     WORKER_THREADS.store(config.worker_threads, Ordering::SeqCst);
     MAX_BLOCKING_THREADS.store(config.max_blocking_threads, Ordering::SeqCst);
-    if let Some(old) = RUNTIME.swap(None) {
+    if let Some(old) = RUNTIME.take() {
         retire(old);
     }
 }
@@ -141,9 +123,7 @@ pub fn config() -> RuntimeConfig {
 /// one is built on next use.
 pub fn after_fork_in_child() {
     GENERATION.fetch_add(1, Ordering::SeqCst);
-    if let Some(old) = RUNTIME.swap(None) {
-        std::mem::forget(old);
-    }
+    RUNTIME.forget();
     // The retired list's lock may have been held by a parent thread at fork time; its
     // runtimes are then simply never dropped.
     if let Ok(mut retired) = RETIRED.try_lock() {

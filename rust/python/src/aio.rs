@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use creds_core::flight::{self, FlightCtx};
+use creds_core::process_local::ProcessLocal;
 use creds_core::{CredentialCache, CredentialsError as CoreError, Entry};
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
@@ -23,7 +24,6 @@ use pyo3::types::PyTuple;
 use tokio::sync::oneshot;
 
 use crate::credentials::PyCredentials;
-use crate::process_local::ProcessLocal;
 use crate::workers::Answer;
 use crate::{convert, errors, shutdown};
 

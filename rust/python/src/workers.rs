@@ -15,12 +15,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use creds_core::flight::{self, Executor, FlightCtx, Job};
+use creds_core::process_local::ProcessLocal;
 use creds_core::{Credentials, CredentialsError as CoreError};
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::process_local::ProcessLocal;
 use crate::{convert, errors, shutdown};
 
 /// How long an idle pool worker waits for work before its thread ends.
