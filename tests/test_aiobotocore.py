@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError
 from test_asyncio import Ticker, _run_without_a_loop

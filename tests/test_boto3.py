@@ -21,7 +21,6 @@ from typing import Any
 import boto3
 import botocore.session
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.credentials import Credentials as BotocoreCredentials
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError

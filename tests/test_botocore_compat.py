@@ -11,7 +11,6 @@ import logging
 import botocore
 import botocore.hooks
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.credentials import ReadOnlyCredentials
 
 import creds_core.boto3 as cb
@@ -25,7 +24,7 @@ ROLE = "arn:aws:iam::123456789012:role/compat"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(isolated_aws: object) -> None:  # noqa: F811
+def _isolated(isolated_aws: object) -> None:
     pass
 
 

@@ -22,7 +22,6 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
