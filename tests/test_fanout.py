@@ -29,6 +29,7 @@ import creds_core.boto3 as cb
 from creds_core import Limiter, NonRecoverableError
 from creds_core._sessions import PersistentTrie
 from creds_core.fanout import FanOutResult, fan_out, role_arn_for
+from creds_core.testing.sts import _StsError
 from helpers import SECRET
 from server_fixtures import StsServer, servers
 
@@ -452,7 +453,7 @@ class _ExpiringSts(StsServer):
 
     def _check(self, request: Any, params: Any, action: str, signer: Any, mode: Any) -> None:
         if action == "GetCallerIdentity" and signer in self.expired:
-            raise servers._StsError(400, "ExpiredToken", "The security token is expired", "expired")
+            raise _StsError(400, "ExpiredToken", "The security token is expired", "expired")
         super()._check(request, params, action, signer, mode)
 
 
