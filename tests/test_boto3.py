@@ -225,6 +225,25 @@ def test_install_replaces_credentials_already_loaded(sts_server: StsServer) -> N
     assert sts_server.calls[-1].signer_access_key_id == "ASIAINSTALLED0000002"
 
 
+def test_install_takes_cache_options_like_the_other_doors() -> None:
+    clock = ManualClock()
+    as_mapping = cb.install(
+        boto3.Session(region_name=REGION),
+        lambda: creds("ASIAMAPPING000000001", lifetime=3600),
+        cache_options={"load_timeout": 7.0, "name": "mapping", "clock": clock},
+    )
+    as_keywords = cb.install(
+        boto3.Session(region_name=REGION),
+        lambda: creds("ASIAKEYWORDS00000001", lifetime=3600),
+        load_timeout=7.0,
+        name="keywords",
+    )
+    assert as_mapping.inspect()["load_timeout"] == as_keywords.inspect()["load_timeout"] == 7.0
+    assert (as_mapping.name, as_keywords.name) == ("mapping", "keywords")
+    with pytest.raises(TypeError):
+        cb.install(boto3.Session(), as_mapping, cache_options={"load_timeout": 1.0})
+
+
 def test_one_cache_shared_by_the_sessions_of_many_threads(sts_server: StsServer) -> None:
     provider = Scripted(lambda n: creds(f"ASIASHARED{n:010d}", lifetime=3600))
     cache = CredentialCache(provider)
