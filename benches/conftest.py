@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from harness import offline_env
 
-from creds_core.testing.servers import StsServer
+from creds_core.testing import StsServer
 
 
 @pytest.fixture(scope="session")

@@ -213,7 +213,7 @@ def _run_child(args: list[str]) -> dict[str, Any]:
 def throttling_table(
     roles: int, threads: int, rate: float, delay: float, calls_on_sts: bool, variants: list[str]
 ) -> str:
-    from creds_core.testing.servers import StsServer
+    from creds_core.testing import StsServer
 
     rows = []
     for variant in variants:
@@ -249,7 +249,7 @@ def throttling_table(
 
 
 def memory_table(accounts: int, plain_accounts: int) -> str:
-    from creds_core.testing.servers import StsServer
+    from creds_core.testing import StsServer
 
     runs = {
         "botocore": ("`boto3.Session` + S3 client per account", plain_accounts),

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the fleet worker and the redis-server
 
 from redis_fixtures import RedisServer  # noqa: E402
 
-from creds_core.testing.servers import StsServer  # noqa: E402
+from creds_core.testing import StsServer  # noqa: E402
 
 WORKER = ROOT / "tests" / "redis_fleet_worker.py"
 KEY = base64.b64encode(b"b" * 32).decode()

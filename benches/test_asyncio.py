@@ -40,7 +40,7 @@ import pytest
 from harness import QUICK, StubSource
 
 from creds_core import CredentialCache
-from creds_core.testing.servers import StsServer
+from creds_core.testing import StsServer
 
 HOT = "asyncio hot path: fresh credentials, in a running loop"
 WAIT = "asyncio many waiters: one refresh"

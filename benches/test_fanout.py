@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 from harness import QUICK
 
-from creds_core.testing.servers import StsServer
+from creds_core.testing import StsServer
 
 GROUP = "fan-out: per-account S3 clients through the local StsServer"
 WORKER = Path(__file__).with_name("fanout_worker.py")

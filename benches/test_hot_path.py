@@ -31,7 +31,7 @@ from harness import (
 )
 
 from creds_core import CredentialCache
-from creds_core.testing.servers import StsServer
+from creds_core.testing import StsServer
 
 ONE = "hot path: fresh credentials, 1 thread"
 EIGHT = "hot path: fresh credentials, 8 threads"

@@ -38,8 +38,7 @@ from harness import (
 )
 
 from creds_core import CredentialCache
-from creds_core.testing import ManualClock
-from creds_core.testing.servers import StsServer
+from creds_core.testing import ManualClock, StsServer
 
 GROUP = "single flight: 1,000 threads, credentials just expired, 100 ms source"
 THREADS = 100 if QUICK else 1000

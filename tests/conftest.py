@@ -13,7 +13,8 @@ for _path in (_TESTS.parent / "python", _TESTS):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-pytest_plugins = ["server_fixtures", "redis_fixtures"]
+# Fixtures shared by every test module, registered once (no imports of fixtures).
+pytest_plugins = ["aws_isolation", "server_fixtures", "redis_fixtures"]
 
 
 @pytest.fixture

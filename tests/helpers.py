@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import boto3
+from botocore.config import Config
+
 from creds_core import Credentials, Provider
+from creds_core.providers import AssumeRoleProvider, StaticProvider
+from creds_core.providers._config import new_session
 
 SECRET = "SECRET-SENTINEL-wJalrXUtnFEMI"
 TOKEN = "TOKEN-SENTINEL-FwoGZXIvYXdzE"
@@ -49,3 +56,36 @@ class Scripted(Provider):
 
     def fallback_on_interrupt(self) -> Credentials | None:
         return self.fallback
+
+
+REGION = "us-east-1"
+#: One AssumeRole request per refresh (no botocore retry, no retry sleep); short timeouts.
+NO_RETRY = Config(
+    retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=5
+)
+
+
+def unique_role_arn(name: str) -> str:
+    return f"arn:aws:iam::123456789012:role/{name}-{uuid.uuid4().hex[:10]}"
+
+
+def static_source(key: str = "AKIAFAULTSSOURCE0001") -> boto3.Session:
+    return boto3.Session(region_name=REGION, aws_access_key_id=key, aws_secret_access_key=SECRET)
+
+
+def assume_role_provider(url: str, role_arn: str | None = None) -> AssumeRoleProvider:
+    """A real assume-role provider (its own botocore session, no retries) against ``url``."""
+    return AssumeRoleProvider(
+        StaticProvider("AKIAFAULTSSOURCE0001", SECRET),
+        role_arn or unique_role_arn("faults"),
+        endpoint_url=url,
+        region=REGION,
+        client_config=NO_RETRY,
+        session=new_session(),
+    )
+
+
+def timed(fn: Callable[[], Credentials]) -> tuple[Credentials, float]:
+    started = time.perf_counter()
+    got = fn()
+    return got, time.perf_counter() - started

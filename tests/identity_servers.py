@@ -304,12 +304,20 @@ def login_cache_file(cache_dir: Path, session: str) -> Path:
 
 def _dpop_key_pem() -> str:
     """A fresh P-256 private key in PEM (SEC1 DER), as ``aws login`` stores it."""
-    from awscrt.crypto import EC, ECType  # type: ignore[import-not-found]
-
-    key = EC.new_generate(ECType.P_256)
     import base64
 
-    der = key.export_key(_sec1_format())
+    from awscrt.crypto import EC, ECType  # type: ignore[import-not-found]
+
+    # awscrt cannot read back some of the keys it exports (about 1 in 300 here: "Key format
+    # is not supported", presumably a private scalar with a leading zero byte); botocore reads
+    # the key with awscrt, so only a key that reads back is a usable `aws login` key.
+    for _ in range(100):
+        der = EC.new_generate(ECType.P_256).export_key(_sec1_format())
+        try:
+            EC.new_key_from_der_data(der)
+        except (RuntimeError, ValueError):
+            continue
+        break
     text = base64.b64encode(der).decode()
     lines = [text[i : i + 64] for i in range(0, len(text), 64)]
     return (

@@ -2,51 +2,25 @@
 
 Each credential server is function scoped, so a test can change its ``mode`` and read its
 counters without seeing another test's traffic; moto is session scoped because it is slow to
-start and tests isolate themselves in it by unique names.  Load it with
-``pytest_plugins = ["server_fixtures"]``.
+start and tests isolate themselves in it by unique names.  Registered once in conftest.py
+(``pytest_plugins``).  ``servers`` is the servers' common module (fault modes, sentinel
+secrets, default names, the logger).
 
-The servers are pure Python and must work before the Rust extension is built (they are how the
-extension gets tested), so when ``creds_core`` cannot be imported, ``servers.py`` is loaded
-straight from the source tree.  Tests import the server classes from here for the same reason.
+The STS server ships in the package (``creds_core.testing``, for users' own tests and the
+demo); the IMDS, container and moto servers are the test suite's own (``tests/``).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING
 
 import pytest
+from container_servers import ContainerServer
+from imds_servers import ImdsServer
+from moto_servers import moto_server
 
-
-def _load_servers() -> ModuleType:
-    try:
-        from creds_core.testing import servers as module
-    except ImportError:
-        path = Path(__file__).resolve().parents[1] / "python/creds_core/testing/servers.py"
-        name = "_creds_core_testing_servers"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise
-        fallback = importlib.util.module_from_spec(spec)
-        sys.modules[name] = fallback  # dataclasses resolve their module through sys.modules
-        spec.loader.exec_module(fallback)
-        return fallback
-    return module
-
-
-if TYPE_CHECKING:
-    from creds_core.testing import servers
-    from creds_core.testing.servers import ContainerServer, ImdsServer, StsServer, moto_server
-else:
-    servers = _load_servers()
-    ContainerServer = servers.ContainerServer
-    ImdsServer = servers.ImdsServer
-    StsServer = servers.StsServer
-    moto_server = servers.moto_server
+from creds_core.testing import StsServer
+from creds_core.testing import _server as servers
 
 __all__ = [
     "ContainerServer",

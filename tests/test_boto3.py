@@ -21,7 +21,6 @@ from typing import Any
 import boto3
 import botocore.session
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.credentials import Credentials as BotocoreCredentials
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import ClientError
@@ -224,6 +223,25 @@ def test_install_replaces_credentials_already_loaded(sts_server: StsServer) -> N
     cb.install(session, lambda: creds("ASIAINSTALLED0000002", lifetime=3600))
     session.client("sts", endpoint_url=sts_server.url).get_caller_identity()
     assert sts_server.calls[-1].signer_access_key_id == "ASIAINSTALLED0000002"
+
+
+def test_install_takes_cache_options_like_the_other_doors() -> None:
+    clock = ManualClock()
+    as_mapping = cb.install(
+        boto3.Session(region_name=REGION),
+        lambda: creds("ASIAMAPPING000000001", lifetime=3600),
+        cache_options={"load_timeout": 7.0, "name": "mapping", "clock": clock},
+    )
+    as_keywords = cb.install(
+        boto3.Session(region_name=REGION),
+        lambda: creds("ASIAKEYWORDS00000001", lifetime=3600),
+        load_timeout=7.0,
+        name="keywords",
+    )
+    assert as_mapping.inspect()["load_timeout"] == as_keywords.inspect()["load_timeout"] == 7.0
+    assert (as_mapping.name, as_keywords.name) == ("mapping", "keywords")
+    with pytest.raises(TypeError):
+        cb.install(boto3.Session(), as_mapping, cache_options={"load_timeout": 1.0})
 
 
 def test_one_cache_shared_by_the_sessions_of_many_threads(sts_server: StsServer) -> None:

@@ -11,13 +11,12 @@ import logging
 import botocore
 import botocore.hooks
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.credentials import ReadOnlyCredentials
 
 import creds_core.boto3 as cb
 from creds_core import Credentials
 from creds_core import _sessions as sessions
-from creds_core._provider import frozen_credentials
+from creds_core._botocore import frozen_credentials
 from creds_core.providers import identity_center
 from server_fixtures import StsServer
 
@@ -25,7 +24,7 @@ ROLE = "arn:aws:iam::123456789012:role/compat"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(isolated_aws: object) -> None:  # noqa: F811
+def _isolated(isolated_aws: object) -> None:
     pass
 
 

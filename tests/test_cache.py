@@ -73,7 +73,11 @@ def test_many_callers_on_an_empty_cache_make_one_source_call() -> None:
     cache = CredentialCache(p)
     threads = [in_thread(cache.get) for _ in range(200)]
     p.entered.wait(10)
-    time.sleep(0.1)
+    # Every caller has joined the refresh before the source answers (a condition, not a sleep).
+    deadline = time.monotonic() + 30
+    while cache.stats()["waits"] < 200 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert cache.stats()["waits"] == 200
     p.gate.set()
     for t, _ in threads:
         t.join(30)

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import botocore.session
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.credentials import ContainerProvider
 
 from creds_core import cli

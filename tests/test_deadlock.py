@@ -30,7 +30,6 @@ from typing import Any, TypeVar
 
 import boto3
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.config import Config
 
 import creds_core

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import random
+import sys
 import threading
 import time
 import uuid
@@ -21,7 +22,6 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
@@ -29,6 +29,7 @@ import creds_core.boto3 as cb
 from creds_core import Limiter, NonRecoverableError
 from creds_core._sessions import PersistentTrie
 from creds_core.fanout import FanOutResult, fan_out, role_arn_for
+from creds_core.testing.sts import _StsError
 from helpers import SECRET
 from server_fixtures import StsServer, servers
 
@@ -322,6 +323,25 @@ def test_progress_bar_only_on_a_terminal_unless_asked(
     assert output == "" or shown
 
 
+def test_no_progress_bar_without_tqdm(
+    sts_server: StsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # as if the extra were not installed
+    stderr = _Terminal()
+    monkeypatch.setattr("sys.stderr", stderr)
+    result = fan_out(
+        lambda s, t: t,
+        _accounts(3),
+        session=_source(),
+        role_name="NoBar",
+        endpoint_url=sts_server.url,
+        progress=True,
+        description="scanning",
+    )
+    assert result.succeeded == 3
+    assert stderr.getvalue() == ""
+
+
 def test_fan_out_uses_the_limiter_it_is_given(sts_server: StsServer) -> None:
     limiter = Limiter(max_concurrency=2, name="fan-out test")
     result = fan_out(
@@ -433,7 +453,7 @@ class _ExpiringSts(StsServer):
 
     def _check(self, request: Any, params: Any, action: str, signer: Any, mode: Any) -> None:
         if action == "GetCallerIdentity" and signer in self.expired:
-            raise servers._StsError(400, "ExpiredToken", "The security token is expired", "expired")
+            raise _StsError(400, "ExpiredToken", "The security token is expired", "expired")
         super()._check(request, params, action, signer, mode)
 
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from aiobotocore.config import AioConfig
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from test_asyncio import Ticker
 
 import creds_core.aiobotocore as ca

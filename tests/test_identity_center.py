@@ -15,7 +15,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from identity_servers import IdentityServer, sso_cache_file, write_login_token, write_sso_token
 
 import creds_core.boto3 as cb
@@ -42,7 +41,7 @@ sso_region = us-east-1
 
 
 @pytest.fixture
-def home(isolated_aws: Path) -> Path:  # noqa: F811
+def home(isolated_aws: Path) -> Path:
     return isolated_aws
 
 

@@ -118,7 +118,7 @@ def test_the_rate_is_shared_in_order_of_arrival() -> None:
 
 def test_every_throttled_sts_answer_reaches_the_limiter_also_those_botocore_retries() -> None:
     from creds_core.providers import AssumeRoleProvider, StaticProvider
-    from creds_core.testing.servers import StsServer
+    from creds_core.testing import StsServer
 
     limiter = Limiter()
     with StsServer(rate=0.5, burst=1) as sts:

@@ -25,7 +25,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.config import Config
 
 from creds_core import (

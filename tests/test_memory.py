@@ -16,7 +16,6 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 
 import creds_core.boto3 as cb
 from creds_core._sessions import _TEMPLATES
@@ -39,7 +38,7 @@ def rss_mb() -> float:
 
 
 @pytest.fixture
-def source(isolated_aws: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.Session]:  # noqa: F811
+def source(isolated_aws: object, monkeypatch: pytest.MonkeyPatch) -> Iterator[boto3.Session]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDMEMORYSOURCE0001")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "memory-secret")
     yield cb.session(region_name=REGION)

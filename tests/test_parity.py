@@ -25,7 +25,6 @@ from typing import Any
 
 import botocore.session
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore import exceptions as bce
 from identity_servers import IdentityServer, write_login_token, write_sso_token
 
@@ -1169,7 +1168,7 @@ def caller_arn(endpoint: str, outcome: Outcome) -> str:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(isolated_aws: Path) -> None:  # noqa: F811
+def _isolated(isolated_aws: Path) -> None:
     pass
 
 

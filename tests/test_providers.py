@@ -15,7 +15,7 @@ from typing import Any
 import botocore.credentials
 import botocore.session
 import pytest
-from aws_isolation import NonLoopbackConnection, isolated_aws, no_network  # noqa: F401
+from aws_isolation import NonLoopbackConnection
 from botocore import exceptions as bce
 from botocore.utils import ContainerMetadataFetcher
 
@@ -47,8 +47,7 @@ from creds_core.providers import (
 from creds_core.providers import errors as cerr
 from creds_core.providers._sts import sts_client
 from creds_core.providers.container import ALLOWED_HOSTS
-from creds_core.testing import servers
-from server_fixtures import ContainerServer, ImdsServer, StsServer
+from server_fixtures import ContainerServer, ImdsServer, StsServer, servers
 
 SECRET = servers.SENTINEL_SECRET
 TOKEN = servers.SENTINEL_TOKEN
@@ -56,7 +55,7 @@ ROLE = "arn:aws:iam::123456789012:role/unit-role"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(isolated_aws: Path) -> None:  # noqa: F811
+def _isolated(isolated_aws: Path) -> None:
     pass
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from redis_fixtures import RedisServer
 
 import creds_core.boto3 as cb

@@ -25,7 +25,6 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 from botocore.config import Config
 
 import creds_core.boto3 as cb
@@ -59,9 +58,9 @@ from creds_core.providers import (
 )
 from creds_core.providers._config import new_session
 from creds_core.providers._sts import SourceCredentials
-from creds_core.testing import ManualClock, servers
+from creds_core.testing import ManualClock
 from helpers import SECRET, TOKEN, creds
-from server_fixtures import ContainerServer, ImdsServer, StsServer
+from server_fixtures import ContainerServer, ImdsServer, StsServer, servers
 
 pytestmark = pytest.mark.usefixtures("isolated_aws")
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from aws_isolation import isolated_aws, no_network  # noqa: F401  (fixtures)
 
 from creds_core._cli.serve import is_loopback_host
 

@@ -39,7 +39,7 @@ from botocore.httpsession import URLLib3Session
 from botocore.parsers import ResponseParserError
 from botocore.utils import ContainerMetadataFetcher, InstanceMetadataFetcher
 
-from server_fixtures import ContainerServer, ImdsServer, StsServer, servers
+from server_fixtures import ContainerServer, ImdsServer, StsServer, moto_server, servers
 
 SECRET = servers.SENTINEL_SECRET
 TOKEN = servers.SENTINEL_TOKEN
@@ -776,7 +776,7 @@ def test_moto_assume_role_then_s3_with_assumed_credentials(moto_endpoint: str) -
 
 
 def test_moto_server_request_budget() -> None:
-    with servers.moto_server(max_requests=1) as url, _sts_client(url, key="testing") as sts:
+    with moto_server(max_requests=1) as url, _sts_client(url, key="testing") as sts:
         assert sts.get_caller_identity()["Account"] == "123456789012"
         with pytest.raises(ClientError) as caught:
             sts.get_caller_identity()

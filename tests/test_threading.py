@@ -240,3 +240,81 @@ def test_resizing_the_runtime_retires_the_old_provider_threads(
     # The new pool serves the next refresh.
     assert CredentialCache(lambda: creds("AK2", lifetime=3600)).get().access_key_id == "AK2"
     assert pool_threads() - old
+
+
+def _runtime_threads() -> int:
+    """The shared tokio runtimes' threads in this process (their OS name is creds-core)."""
+    count = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as comm:
+                count += comm.read().strip() == "creds-core"
+        except OSError:
+            continue
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+def test_resizing_the_runtime_again_and_again_does_not_accumulate_threads(
+    runtime_sizes: Callable[..., None],
+) -> None:
+    for i in range(6):
+        runtime_sizes(worker_threads=2, max_blocking_threads=4)
+        cache = CredentialCache(lambda i=i: creds(f"AK{i}", lifetime=3600))
+        assert cache.get().access_key_id == f"AK{i}"
+    # The replaced runtimes shut down once their work is done: what is left is the current
+    # runtime's 2 workers and at most 4 blocking threads (6 runtimes kept would be 12 or more).
+    deadline = time.monotonic() + 30
+    while _runtime_threads() > 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _runtime_threads() <= 6
+    assert CredentialCache(lambda: creds("AK", lifetime=3600)).get().access_key_id == "AK"
+
+
+_FORK_FROM_A_THREAD = """
+import os, signal, sys, threading
+from creds_core import CredentialCache, Credentials
+
+CredentialCache(lambda: Credentials("AK", "s")).get()  # the parent's main thread waited once
+gate = threading.Event()
+codes = []
+
+def slow():
+    gate.wait(60)
+    return Credentials("AK2", "s")
+
+def fork_here():
+    pid = os.fork()
+    if pid == 0:  # this thread is the child's main thread
+        me = threading.get_ident()
+        threading.Timer(0.3, lambda: signal.pthread_kill(me, signal.SIGINT)).start()
+        try:
+            CredentialCache(slow, load_timeout=20).get()
+            code = 2
+        except KeyboardInterrupt:
+            code = 0
+        except BaseException:
+            code = 3
+        os._exit(code)
+    codes.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+
+thread = threading.Thread(target=fork_here)
+thread.start()
+thread.join(120)
+gate.set()
+print(codes)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_ctrl_c_reaches_a_waiting_main_thread_of_a_child_forked_from_another_thread() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", _FORK_FROM_A_THREAD],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.strip() == "[0]", done.stderr

@@ -24,7 +24,7 @@ from botocore.credentials import ReadOnlyCredentials
 from creds_core._core import CredentialCache, CredentialsError
 from creds_core._core import Credentials as CoreCredentials
 
-__all__ = ["METHOD", "CacheAdapter", "CacheCredentials"]
+__all__ = ["METHOD", "CacheAdapter", "CacheCredentials", "FrozenCredentials", "frozen_credentials"]
 
 #: The ``method`` of credentials whose provider has no botocore name.
 METHOD = "creds-core"
@@ -144,3 +144,31 @@ class CacheCredentials(CacheAdapter, BotocoreCredentials):  # type: ignore[overr
     def _refresh(self) -> None:
         # botocore's RefreshableCredentials API, for code that pokes at it: a cache read.
         self._cache.get()
+
+
+class FrozenCredentials(ReadOnlyCredentials):
+    """botocore's ``ReadOnlyCredentials`` whose repr does not show the secret or the token."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        token = ", token='***'" if self.token else ""
+        account = getattr(self, "account_id", None)
+        account_text = f", account_id={account!r}" if account else ""
+        return (
+            f"FrozenCredentials(access_key={self.access_key!r}, secret_key='***'{token}"
+            f"{account_text})"
+        )
+
+
+# botocore 1.35 added ``account_id`` to ReadOnlyCredentials; older versions have 3 fields.
+_HAS_ACCOUNT_ID = "account_id" in ReadOnlyCredentials._fields
+
+
+def frozen_credentials(
+    access_key: str, secret_key: str, token: str | None, account_id: str | None
+) -> FrozenCredentials:
+    """The ``ReadOnlyCredentials`` botocore itself would build for these values."""
+    if _HAS_ACCOUNT_ID:
+        return FrozenCredentials(access_key, secret_key, token, account_id)
+    return FrozenCredentials(access_key, secret_key, token)

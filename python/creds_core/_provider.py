@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Union
-
-from botocore.credentials import ReadOnlyCredentials
-
 from creds_core._core import Credentials
+from creds_core.types import ProviderAnswer
 
-#: What ``provide()`` may return: credentials, a mapping of them, or None for "nothing here".
-ProviderAnswer = Union[Credentials, Mapping[str, Any], None]
+__all__ = ["Provider", "ProviderAnswer"]
 
 
 class Provider:
@@ -36,31 +31,3 @@ class Provider:
 
     def fallback_on_interrupt(self) -> Credentials | None:
         return None
-
-
-class FrozenCredentials(ReadOnlyCredentials):
-    """botocore's ``ReadOnlyCredentials`` whose repr does not show the secret or the token."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        token = ", token='***'" if self.token else ""
-        account = getattr(self, "account_id", None)
-        account_text = f", account_id={account!r}" if account else ""
-        return (
-            f"FrozenCredentials(access_key={self.access_key!r}, secret_key='***'{token}"
-            f"{account_text})"
-        )
-
-
-# botocore 1.35 added ``account_id`` to ReadOnlyCredentials; older versions have 3 fields.
-_HAS_ACCOUNT_ID = "account_id" in ReadOnlyCredentials._fields
-
-
-def frozen_credentials(
-    access_key: str, secret_key: str, token: str | None, account_id: str | None
-) -> FrozenCredentials:
-    """The ``ReadOnlyCredentials`` botocore itself would build for these values."""
-    if _HAS_ACCOUNT_ID:
-        return FrozenCredentials(access_key, secret_key, token, account_id)
-    return FrozenCredentials(access_key, secret_key, token)

@@ -68,6 +68,7 @@ from creds_core._botocore import METHOD, CacheCredentials
 from creds_core._core import CredentialCache, CredentialsError, Limiter
 from creds_core._core import Credentials as CoreCredentials
 from creds_core._sessions import template_for
+from creds_core.types import ProviderLike
 
 if TYPE_CHECKING:
     from creds_core.redis import RedisTier
@@ -326,8 +327,10 @@ def _provider_for(botocore_session: Any) -> Any:
 
 def install(
     session: boto3.Session | botocore.session.Session,
-    provider: Any = None,
-    **cache_options: Any,
+    provider: ProviderLike | None = None,
+    *,
+    cache_options: Mapping[str, Any] | None = None,
+    **options: Any,
 ) -> CredentialCache:
     """Make ``session`` (boto3 or botocore) sign every request through a CredentialCache.
 
@@ -336,28 +339,30 @@ def install(
     code, else ``creds_core.providers.default_chain`` for its profile.  It may also be an
     existing :class:`CredentialCache`, which is then shared (e.g. one cache for the boto3
     sessions of many threads); ``cache_options`` must be empty then.  ``cache_options`` are
-    passed to :class:`CredentialCache` (``load_timeout``, ``clock``, ``limiter``, ``name``...).
+    passed to :class:`CredentialCache` (``load_timeout``, ``clock``, ``limiter``, ``name``...),
+    as ``cache_options={...}`` like everywhere else in creds_core, or as keyword arguments.
 
     Clients created from the session afterwards use the cache; clients created before keep
     their old credentials.  Returns the cache.
     """
     botocore_session = _botocore_session(session)
+    merged = {**(cache_options or {}), **options}
     if isinstance(provider, CredentialCache):
-        if cache_options:
+        if merged:
             raise TypeError("cache options cannot be given with an existing CredentialCache")
         cache = provider
     else:
         if provider is None:
             provider = _provider_for(botocore_session)
         profile = _explicit_profile(botocore_session)
-        cache_options.setdefault("name", f"boto3 profile {profile}" if profile else "boto3")
-        cache = CredentialCache(provider, **cache_options)
+        merged.setdefault("name", f"boto3 profile {profile}" if profile else "boto3")
+        cache = CredentialCache(provider, **merged)
     _attach(botocore_session, cache)
     return cache
 
 
 def session(
-    provider: Any = None,
+    provider: ProviderLike | None = None,
     *,
     cache_options: Mapping[str, Any] | None = None,
     **boto3_session_kwargs: Any,

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.util
 import logging
 import queue
 import re
@@ -182,6 +183,9 @@ def role_arn_for(
 
 
 def _show_progress(progress: bool | None) -> bool:
+    # The bar is the extra creds_core[progress] (tqdm): no bar without it.
+    if importlib.util.find_spec("tqdm") is None:
+        return False
     if progress is not None:
         return progress
     stream = sys.stderr

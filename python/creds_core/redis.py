@@ -65,7 +65,7 @@ import secrets
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Callable, TypedDict, Union
+from typing import Any, Callable, Literal, TypedDict, Union
 from urllib.parse import urlsplit, urlunsplit
 
 try:
@@ -82,6 +82,7 @@ except ImportError as _exc:  # pragma: no cover - depends on the installed extra
 from creds_core import _aio_loop
 from creds_core._core import CredentialCache, Credentials, _current_flight
 from creds_core._provider import Provider
+from creds_core.types import ProviderLike
 
 __all__ = ["RedisTier", "SharedProvider", "TierStats"]
 
@@ -123,7 +124,8 @@ class TierStats(TypedDict):
     redis_errors: int  # Redis calls that failed (connection, timeout, OOM, READONLY, ...)
     source_calls: int  # calls of the real source through this tier
     writes: int  # entries written
-    breaker: str  # "closed" (using Redis) or "open" (local path only, until the cooldown)
+    # "closed" (using Redis) or "open" (local path only, until the cooldown)
+    breaker: Literal["closed", "open"]
 
 
 class _Entry:
@@ -282,7 +284,9 @@ class RedisTier:
 
     # -- public --------------------------------------------------------------------------
 
-    def wrap(self, provider: Any, name: str, *, load_timeout: float = 5.0) -> SharedProvider:
+    def wrap(
+        self, provider: ProviderLike, name: str, *, load_timeout: float = 5.0
+    ) -> SharedProvider:
         """A Provider that answers from the shared entry ``name`` and calls ``provider`` (a
         Provider, a callable, a ProviderChain, a CredentialCache or Credentials) at most once
         per refresh across every process using this tier.  ``name`` identifies the
@@ -515,7 +519,7 @@ def _to_credentials(answer: Any) -> Credentials | None:
 class SharedProvider(Provider):
     """``provider`` behind a :class:`RedisTier` (made by :meth:`RedisTier.wrap`)."""
 
-    def __init__(self, tier: RedisTier, provider: Any, name: str, *, wait: float) -> None:
+    def __init__(self, tier: RedisTier, provider: ProviderLike, name: str, *, wait: float) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError("name must be a non-empty string")
         self.tier = tier

@@ -1,12 +1,13 @@
 """``creds-core demo``: many roles at once, through creds_core and through plain boto3.
 
 Everything runs on this machine, with no AWS account and no configuration: an embedded STS
-(the project's :class:`~creds_core.testing.servers.StsServer`) listens on 127.0.0.1 with a
+(:class:`creds_core.testing.StsServer`) listens on 127.0.0.1 with a
 token bucket (``--rate`` requests per second) and a latency on every answer (``--latency``).
 Each of ``--roles`` distinct roles is assumed and then makes one signed GetCallerIdentity
 call with its credentials, on 64 threads:
 
-* **creds_core**: ``creds_core.boto3.assume_role`` from one source session; the AssumeRole
+* **creds_core**: ``creds_core.fanout.fan_out`` (``creds_core.boto3.assume_role`` for each
+  role) from one source session, on as many threads; the AssumeRole
   calls of all roles share one :class:`~creds_core.Limiter` at 45 % of the STS rate with a
   burst of a fifth of a second's worth (each role makes one more call of its own right after,
   and the rest is a margin for bursts),
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import os
 import sys
 import time
@@ -58,6 +60,19 @@ ACCOUNT = "123456789012"
 _SOURCE_KEY = "AKIADEMOSOURCEKEY001"
 _SOURCE_SECRET = "creds-core-demo-not-a-real-secret"
 _SESSION_NAME = "creds-core-demo"
+
+
+class _NoBar:
+    """tqdm's interface, showing nothing (tqdm not installed)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 @dataclass
@@ -108,10 +123,11 @@ def _check_identity(identity: Mapping[str, Any], role_arn: str) -> None:
         raise RuntimeError(f"GetCallerIdentity answered another identity for {role_name}")
 
 
-def _creds_core_worker(url: str, limiter: Any) -> Callable[[int], None]:
+def _creds_core_phase(url: str, limiter: Any, roles: int, progress: bool) -> list[BaseException]:
+    """The roles through creds_core's own fan-out (``creds_core.fanout.fan_out``)."""
     import boto3
 
-    import creds_core.boto3
+    from creds_core.fanout import fan_out
 
     source = boto3.Session(
         aws_access_key_id=_SOURCE_KEY,
@@ -119,21 +135,24 @@ def _creds_core_worker(url: str, limiter: Any) -> Callable[[int], None]:
         region_name=REGION,
     )
 
-    def one(i: int) -> None:
-        role_arn = _role_arn("cc", i)
-        role = creds_core.boto3.assume_role(
-            source,
-            role_arn,
-            role_session_name=_SESSION_NAME,
-            endpoint_url=url,
-            limiter=limiter,
-            # A first fetch waits in the Limiter's queue with the other roles': its
-            # load_timeout runs from the start of its AssumeRole call, not before.
-            cache_options={"load_timeout": ROLE_LOAD_TIMEOUT},
-        )
+    def one(role: Any, role_arn: str) -> None:
         _check_identity(role.client("sts", endpoint_url=url).get_caller_identity(), role_arn)
 
-    return one
+    result = fan_out(
+        one,
+        [_role_arn("cc", i) for i in range(roles)],
+        session=source,
+        max_workers=WORKERS,
+        progress=progress,
+        description=f"{'creds_core':<12}",
+        limiter=limiter,
+        # A first fetch waits in the Limiter's queue with the other roles': its
+        # load_timeout runs from the start of its AssumeRole call, not before.
+        cache_options={"load_timeout": ROLE_LOAD_TIMEOUT},
+        role_session_name=_SESSION_NAME,
+        endpoint_url=url,
+    )
+    return list(result.errors.values())
 
 
 def _boto3_worker(url: str) -> Callable[[int], None]:
@@ -168,30 +187,22 @@ def _describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def _run_phase(
-    phase: Phase, work: Callable[[int], None], sts: Any, progress: bool, err: TextIO
-) -> None:
+def _boto3_phase(
+    url: str, roles: int, progress: bool, err: TextIO, name: str
+) -> list[BaseException]:
+    """The roles through plain boto3, on the same number of threads."""
+    work = _boto3_worker(url)
     # tqdm ships no type information; typed as Any whether or not stubs are installed.
-    tqdm: Any = importlib.import_module("tqdm").tqdm
-    sts.reset_counts()
-    bar = tqdm(
-        total=phase.roles,
-        desc=f"{phase.name:<12}",
-        unit="role",
-        file=err,
-        disable=not progress,
-        leave=True,
-    )
-    started = time.perf_counter()
-    with ThreadPoolExecutor(WORKERS, thread_name_prefix=f"demo-{phase.name}") as pool:
-        futures: list[Future[None]] = [pool.submit(work, i) for i in range(phase.roles)]
+    tqdm: Any = importlib.import_module("tqdm").tqdm if progress else _NoBar
+    bar = tqdm(total=roles, desc=f"{name:<12}", unit="role", file=err, leave=True)
+    errors: list[BaseException] = []
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix="demo-boto3") as pool:
+        futures: list[Future[None]] = [pool.submit(work, i) for i in range(roles)]
         try:
             for future in as_completed(futures):
                 exc = future.exception()
-                if exc is not None:  # counted here, in the one thread reading the results
-                    phase.failures += 1
-                    if phase.first_failure is None:
-                        phase.first_failure = _describe(exc)
+                if exc is not None:  # collected here, in the one thread reading the results
+                    errors.append(exc)
                 bar.update(1)
         except BaseException:
             for f in futures:
@@ -199,7 +210,19 @@ def _run_phase(
             raise
         finally:
             bar.close()
+    return errors
+
+
+def _run_phase(
+    phase: Phase, run: Callable[[], list[BaseException]], sts: Any, progress: bool, err: TextIO
+) -> None:
+    sts.reset_counts()
+    started = time.perf_counter()
+    errors = run()
     phase.seconds = time.perf_counter() - started
+    phase.failures = len(errors)
+    if errors:
+        phase.first_failure = _describe(errors[0])
     counts = sts.counts
     phase.sts_calls = sts.requests
     phase.throttled = counts["throttled"]
@@ -247,12 +270,14 @@ def run(
     Exit code 0 when every role assumed through creds_core worked, 1 otherwise.
     """
     from creds_core._core import Limiter
-    from creds_core.testing.servers import StsServer
+    from creds_core.testing import StsServer
 
     out = out if out is not None else sys.stdout
     err = err if err is not None else sys.stderr
     if progress is None:
         progress = err.isatty()
+    # The bars are the extra creds_core[progress] (tqdm): without it, a line per phase.
+    progress = progress and importlib.util.find_spec("tqdm") is not None
     # Generous bounds: the server stops by itself if the demo is left running.
     budget = 40 * roles + 1000
     server = StsServer(rate=rate, delay=latency, max_requests=budget, max_seconds=3600.0)
@@ -271,8 +296,20 @@ def run(
             name="demo STS",
         )
         phases = [Phase("creds_core", roles), Phase("plain boto3", roles)]
-        _run_phase(phases[0], _creds_core_worker(sts.url, limiter), sts, progress, err)
-        _run_phase(phases[1], _boto3_worker(sts.url), sts, progress, err)
+        _run_phase(
+            phases[0],
+            lambda: _creds_core_phase(sts.url, limiter, roles, progress),
+            sts,
+            progress,
+            err,
+        )
+        _run_phase(
+            phases[1],
+            lambda: _boto3_phase(sts.url, roles, progress, err, phases[1].name),
+            sts,
+            progress,
+            err,
+        )
     out.write("\n")
     render_table(phases, out)
     out.write(

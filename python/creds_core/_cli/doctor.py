@@ -50,8 +50,9 @@ wall_clock = time.time
 SLOW_PROVIDER = 1.0
 #: A clock further than this from STS's gets a warning (SigV4 allows 5 minutes).
 SKEW_WARNING = 30.0
-#: creds_core's default load_timeout: resolving slower than this times out with defaults.
-DEFAULT_LOAD_TIMEOUT = 5.0
+#: CredentialCache's default load_timeout (fan-out's role caches use fanout.DEFAULT_LOAD_TIMEOUT):
+#: resolving slower than this times out with default options.
+CACHE_LOAD_TIMEOUT = 5.0
 _IMDS = "iam-role"
 _TIMEOUT_CODES = frozenset({"ReadTimeoutError", "ConnectTimeoutError", "Timeout"})
 
@@ -249,10 +250,10 @@ def _warnings(report: Report) -> None:
                 f"{attempt.name} took {attempt.seconds:.1f} s to answer; every refresh pays "
                 "this (check the source, or give the cache a longer load_timeout)."
             )
-    if report.seconds >= DEFAULT_LOAD_TIMEOUT:
+    if report.seconds >= CACHE_LOAD_TIMEOUT:
         warn(
             f"resolving took {report.seconds:.1f} s, more than creds_core's default "
-            f"load_timeout ({DEFAULT_LOAD_TIMEOUT:g} s): a CredentialCache with default options "
+            f"load_timeout ({CACHE_LOAD_TIMEOUT:g} s): a CredentialCache with default options "
             "would time out; fix the slow source or raise load_timeout."
         )
     if creds is not None and served is not None:

@@ -28,6 +28,7 @@ from creds_core._provider import Provider
 from creds_core.providers._config import ConfigSnapshot, ConfigSource
 from creds_core.providers.assume_role import AssumeRoleProvider, prompt_mfa
 from creds_core.providers.errors import non_recoverable, not_loaded
+from creds_core.types import ProviderLike
 
 __all__ = ["ProfileAssumeRoleProvider", "is_role_profile", "profile_providers"]
 
@@ -130,7 +131,7 @@ class ProfileAssumeRoleProvider(Provider):
         self._role(snapshot, profile, visited)
         return visited
 
-    def _cache(self, provider: Any, name: str) -> CredentialCache:
+    def _cache(self, provider: ProviderLike, name: str) -> CredentialCache:
         options: dict[str, Any] = {"load_timeout": 30.0, "name": name}
         options.update(self._cache_options)
         return CredentialCache(provider, **options)

@@ -1,7 +1,13 @@
-"""Test helpers: a manual clock and the project's own local credential servers."""
+"""For tests and examples of code that uses creds_core: a manual clock and a local STS.
+
+``ManualClock`` moves only when told (``advance``/``set``): give it to a CredentialCache or a
+Limiter to test refresh rules without sleeping. ``StsServer`` is an STS on 127.0.0.1 (see
+:mod:`creds_core.testing.sts`), the one the ``creds-core demo`` runs against.
+"""
 
 from __future__ import annotations
 
 from creds_core._core import ManualClock
+from creds_core.testing.sts import StsCall, StsServer
 
-__all__ = ["ManualClock"]
+__all__ = ["ManualClock", "StsCall", "StsServer"]

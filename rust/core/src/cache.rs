@@ -312,11 +312,6 @@ impl CredentialCache {
     }
 
     #[must_use]
-    pub fn provider(&self) -> &SharedProvider {
-        &self.inner.provider
-    }
-
-    #[must_use]
     pub fn policy(&self) -> &RefreshPolicy {
         &self.inner.policy
     }
@@ -325,11 +320,6 @@ impl CredentialCache {
     /// has one.
     pub fn set_limiter(&self, limiter: Arc<Limiter>) -> bool {
         self.inner.limiter.set(limiter).is_ok()
-    }
-
-    #[must_use]
-    pub fn limiter(&self) -> Option<&Arc<Limiter>> {
-        self.inner.limiter.get()
     }
 
     #[must_use]

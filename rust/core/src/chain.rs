@@ -58,11 +58,6 @@ impl ProviderChain {
     }
 
     #[must_use]
-    pub fn providers(&self) -> &[SharedProvider] {
-        &self.providers
-    }
-
-    #[must_use]
     pub fn policy(&self) -> FallbackPolicy {
         self.policy
     }

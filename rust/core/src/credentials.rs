@@ -102,12 +102,6 @@ impl Credentials {
     pub fn is_expired(&self, now: SystemTime) -> bool {
         self.0.expiry.is_some_and(|expiry| expiry <= now)
     }
-
-    /// Whether two handles share the same allocation (cheap identity check).
-    #[must_use]
-    pub fn ptr_eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
 }
 
 impl fmt::Debug for Credentials {

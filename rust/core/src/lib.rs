@@ -8,7 +8,8 @@
 //! * [`limiter`]: AWS as a shared resource: slots, rate, adaptive slow-down, breaker, and the
 //!   one retry loop for throttled source calls ([`limiter::Limiter::call`]).
 //! * [`flight`]: the threading rules that make nested lookups deadlock-free.
-//! * [`clock`] and [`runtime`]: the injectable clock and the fork-safe shared runtime.
+//! * [`clock`] and [`runtime`]: the injectable clock and the fork-safe shared runtime, on
+//!   [`process_local`]'s fork-safe slot.
 
 pub mod cache;
 pub mod chain;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod flight;
 pub mod limiter;
 pub mod policy;
+pub mod process_local;
 pub mod provider;
 pub mod runtime;
 

@@ -534,7 +534,7 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{Clock, ManualClock};
+    use crate::clock::ManualClock;
 
     fn limiter(config: LimiterConfig) -> (Arc<ManualClock>, Limiter) {
         let clock = Arc::new(ManualClock::default());
@@ -777,7 +777,6 @@ mod tests {
         assert!(!is_throttling(
             &CredentialsError::recoverable("x").with_code("AccessDenied")
         ));
-        let _ = SystemClock.now();
     }
 
     /// A call site that records what it heard.

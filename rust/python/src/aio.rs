@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use creds_core::flight::{self, FlightCtx};
+use creds_core::process_local::ProcessLocal;
 use creds_core::{CredentialCache, CredentialsError as CoreError, Entry};
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
@@ -23,9 +24,8 @@ use pyo3::types::PyTuple;
 use tokio::sync::oneshot;
 
 use crate::credentials::PyCredentials;
-use crate::process_local::ProcessLocal;
 use crate::workers::Answer;
-use crate::{errors, provider, shutdown};
+use crate::{convert, errors, shutdown};
 
 /// Results handed to waiting futures per turn of the event loop.
 const DELIVER_CHUNK: usize = 256;
@@ -354,15 +354,15 @@ impl PyAsyncTask {
     /// The provider answered.
     fn finish(&self, answer: &Bound<'_, PyAny>) {
         let Some(_entered) = shutdown::enter() else {
-            return self.report(Err(crate::workers::exiting()));
+            return self.report(Err(errors::interpreter_exiting()));
         };
-        self.report(provider::convert_answer(answer));
+        self.report(convert::provider_answer(answer));
     }
 
     /// The provider raised.
     fn fail(&self, error: &Bound<'_, PyBaseException>) {
         let Some(_entered) = shutdown::enter() else {
-            return self.report(Err(crate::workers::exiting()));
+            return self.report(Err(errors::interpreter_exiting()));
         };
         let py = error.py();
         self.report(Err(errors::from_pyerr(
@@ -394,6 +394,6 @@ pub async fn call(call: Arc<Py<PyAny>>) -> Option<Answer> {
         Ok(None) => rx.await.ok(),
         Ok(Some(error)) => Some(Err(error)),
         // Dropped unsubmitted: the interpreter is exiting.
-        Err(_) => Some(Err(crate::workers::exiting())),
+        Err(_) => Some(Err(errors::interpreter_exiting())),
     }
 }

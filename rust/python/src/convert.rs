@@ -1,11 +1,14 @@
-//! Conversions between Python values and core values: times, durations, mappings.
+//! Conversions between Python values and core values: times, durations, mappings, a
+//! provider's answer.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use creds_core::Credentials;
+use creds_core::{Credentials, CredentialsError as CoreError};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
+
+use crate::credentials::PyCredentials;
 
 /// An aware UTC `datetime` for `t`.
 pub fn datetime(py: Python<'_>, t: SystemTime) -> PyResult<Bound<'_, PyAny>> {
@@ -255,4 +258,19 @@ pub fn credentials_from_mapping(mapping: &Bound<'_, PyAny>) -> Result<Credential
         return Err("the mapping has no access key id or secret access key".into());
     };
     Ok(Credentials::new(access, secret, token, expiry).with_account_id(account))
+}
+
+/// What a provider returned, as credentials: `Credentials`, a mapping, or None ("not loaded").
+/// (A worker runs an awaitable answer to completion before it reports it.)
+pub fn provider_answer(value: &Bound<'_, PyAny>) -> Result<Credentials, CoreError> {
+    if value.is_none() {
+        return Err(CoreError::not_loaded(
+            "the provider returned None (no credentials here)",
+        ));
+    }
+    if let Ok(credentials) = value.cast::<PyCredentials>() {
+        return Ok(credentials.get().inner.clone());
+    }
+    credentials_from_mapping(value)
+        .map_err(|e| CoreError::recoverable(format!("the provider's answer is unusable: {e}")))
 }

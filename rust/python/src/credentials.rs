@@ -31,7 +31,7 @@ impl PyCredentials {
     pub fn frozen(&self, py: Python<'_>) -> PyResult<&Py<PyAny>> {
         self.frozen.get_or_try_init(py, || {
             let build = FROZEN.get_or_try_init(py, || {
-                py.import("creds_core._provider")?
+                py.import("creds_core._botocore")?
                     .getattr("frozen_credentials")
                     .map(Bound::unbind)
             })?;

@@ -152,3 +152,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     Ok(())
 }
+
+/// The error of a provider call refused, or dropped, because the interpreter is exiting.
+pub fn interpreter_exiting() -> CoreError {
+    CoreError::recoverable("the Python interpreter is exiting")
+}

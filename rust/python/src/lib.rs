@@ -11,7 +11,6 @@ mod convert;
 mod credentials;
 mod errors;
 mod limiter;
-mod process_local;
 mod provider;
 mod ready;
 mod runtime;

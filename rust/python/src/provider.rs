@@ -16,7 +16,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use crate::cache::PyCredentialCache;
 use crate::chain::PyProviderChain;
 use crate::credentials::PyCredentials;
-use crate::{shutdown, workers};
+use crate::{convert, errors, shutdown, workers};
 
 /// A Python `Provider` (an object with `provide()`) or a plain callable.
 pub struct PyProvider {
@@ -93,28 +93,13 @@ pub fn from_python(obj: &Bound<'_, PyAny>) -> PyResult<SharedProvider> {
     }))
 }
 
-/// What a provider returned, as credentials: `Credentials`, a mapping, or None ("not loaded").
-/// (A worker runs an awaitable answer to completion before it reports it.)
-pub fn convert_answer(value: &Bound<'_, PyAny>) -> Result<Credentials, CoreError> {
-    if value.is_none() {
-        return Err(CoreError::not_loaded(
-            "the provider returned None (no credentials here)",
-        ));
-    }
-    if let Ok(credentials) = value.cast::<PyCredentials>() {
-        return Ok(credentials.get().inner.clone());
-    }
-    crate::convert::credentials_from_mapping(value)
-        .map_err(|e| CoreError::recoverable(format!("the provider's answer is unusable: {e}")))
-}
-
 impl ProvideCredentials for PyProvider {
     fn provide(&self) -> ProvideFuture<'_> {
         let call = Arc::clone(&self.call);
         let coroutine = self.coroutine;
         Box::pin(async move {
-            if shutdown::exiting() {
-                return Err(workers::exiting());
+            if shutdown::is_exiting() {
+                return Err(errors::interpreter_exiting());
             }
             let answer = if coroutine {
                 crate::aio::call(call).await
@@ -137,7 +122,7 @@ impl ProvideCredentials for PyProvider {
                 if value.is_none() {
                     return None;
                 }
-                convert_answer(&value).ok()
+                convert::provider_answer(&value).ok()
             })
             .flatten()
         };

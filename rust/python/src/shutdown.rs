@@ -19,11 +19,10 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{Thread, ThreadId};
 use std::time::{Duration, Instant};
 
+use creds_core::process_local::ProcessLocal;
 use creds_core::runtime as core_runtime;
 
 use pyo3::prelude::*;
-
-use crate::process_local::ProcessLocal;
 
 const RUNNING: u8 = 0;
 /// The exit hook runs: no new provider calls; counted stretches still enter.
@@ -69,7 +68,7 @@ pub fn enter() -> Option<Entered> {
 }
 
 /// Whether the interpreter is exiting: no new provider call starts.
-pub fn exiting() -> bool {
+pub fn is_exiting() -> bool {
     PHASE.load(Ordering::SeqCst) != RUNNING
 }
 

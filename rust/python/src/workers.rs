@@ -15,13 +15,13 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use creds_core::flight::{self, Executor, FlightCtx, Job};
+use creds_core::process_local::ProcessLocal;
 use creds_core::{Credentials, CredentialsError as CoreError};
 use pyo3::exceptions::PyBaseException;
 use pyo3::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::process_local::ProcessLocal;
-use crate::{errors, provider, shutdown};
+use crate::{convert, errors, shutdown};
 
 /// How long an idle pool worker waits for work before its thread ends.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
@@ -318,15 +318,15 @@ impl PyTask {
     /// The provider answered.
     fn finish(&self, answer: &Bound<'_, PyAny>) {
         let Some(_entered) = shutdown::enter() else {
-            return self.report(Err(exiting()));
+            return self.report(Err(errors::interpreter_exiting()));
         };
-        self.report(provider::convert_answer(answer));
+        self.report(convert::provider_answer(answer));
     }
 
     /// The provider raised.
     fn fail(&self, error: &Bound<'_, PyBaseException>) {
         let Some(_entered) = shutdown::enter() else {
-            return self.report(Err(exiting()));
+            return self.report(Err(errors::interpreter_exiting()));
         };
         let py = error.py();
         self.report(Err(errors::from_pyerr(
@@ -341,9 +341,4 @@ impl PyTask {
             "no thread could be started for the provider call: {reason}"
         ))));
     }
-}
-
-/// The error of a provider call refused, or dropped, because the interpreter is exiting.
-pub fn exiting() -> CoreError {
-    CoreError::recoverable("the Python interpreter is exiting")
 }
