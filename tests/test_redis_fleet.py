@@ -219,7 +219,11 @@ def test_kill_9_of_the_lease_holder_another_process_takes_over(
     outcomes = [fleet.result(p) for p in waiters]
     keys = {o["key"] for o in outcomes}
     assert len(keys) == 1  # every waiter got the credentials of the one that took over
-    assert sum(o["stats"]["lease_takeovers"] for o in outcomes) == 1
+    # One waiter takes the dead holder's lease and calls the source; on a slow machine a second
+    # one may take the lease too, after the first released it and before it read the entry
+    # again: it then finds the entry and calls nothing (failed once that way with both cores
+    # busy). One source call in all is the outcome that matters.
+    assert sum(o["stats"]["lease_takeovers"] for o in outcomes) >= 1
     assert sum(o["stats"]["source_calls"] for o in outcomes) == 1
     assert sum(o["stats"]["lease_waits"] for o in outcomes) == 4
 
