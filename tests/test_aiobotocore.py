@@ -266,6 +266,23 @@ def test_install_on_an_existing_session_replaces_explicit_keys_by_the_cache(
         ca.get_cache(object())  # type: ignore[arg-type]
 
 
+def test_install_takes_cache_options_as_a_mapping_or_as_keywords() -> None:
+    from aiobotocore.session import AioSession
+
+    provider = Scripted(lambda n: creds(f"AKIAAIOOPTIONS{n:06d}", lifetime=3600))
+    as_mapping = ca.install(
+        AioSession(), provider, cache_options={"load_timeout": 7.0, "name": "mapping"}
+    )
+    as_keywords = ca.install(AioSession(), provider, load_timeout=7.0, name="keywords")
+    assert as_mapping.inspect()["load_timeout"] == as_keywords.inspect()["load_timeout"] == 7.0
+    assert (as_mapping.name, as_keywords.name) == ("mapping", "keywords")
+    with pytest.raises(TypeError):
+        ca.install(AioSession(), as_mapping, cache_options={"load_timeout": 1.0})
+    session = ca.session(provider, cache_options={"name": "from-session"})
+    cache = ca.get_cache(session)
+    assert cache is not None and cache.name == "from-session"
+
+
 @pytest.mark.parametrize("code", ["ExpiredToken", "RequestExpired"])
 def test_rejected_credentials_are_replaced_and_the_call_retried_once(code: str) -> None:
     p = Scripted(lambda n: creds(f"AKIAREJECTED{n:08d}", lifetime=3600))

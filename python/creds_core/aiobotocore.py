@@ -88,6 +88,7 @@ from creds_core.providers.assume_role import (
     credentials_from_sts,
 )
 from creds_core.providers.errors import from_exception, recoverable
+from creds_core.types import ProviderLike
 
 if TYPE_CHECKING:  # the shared tier needs the extra creds_core[redis]
     from creds_core.redis import RedisTier
@@ -243,32 +244,40 @@ def _provider_for(aio_session: AioSession) -> Any:
     return default_chain(session=_like(aio_session))
 
 
-def install(aio_session: AioSession, provider: Any = None, **cache_options: Any) -> CredentialCache:
+def install(
+    aio_session: AioSession,
+    provider: ProviderLike | None = None,
+    *,
+    cache_options: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> CredentialCache:
     """Make ``aio_session`` sign every request through a CredentialCache.
 
     ``provider``: anything :class:`CredentialCache` takes (a coroutine provider runs on
     creds_core's event loop), or an existing CredentialCache to share (``cache_options`` must
     be empty then); None uses what the session would: credentials set on it in code, else
-    ``creds_core.providers.default_chain`` for its profile.  Clients created afterwards use
-    the cache.  Returns the cache.
+    ``creds_core.providers.default_chain`` for its profile.  ``cache_options`` are passed to
+    :class:`CredentialCache`, as ``cache_options={...}`` like everywhere else in creds_core, or
+    as keyword arguments.  Clients created afterwards use the cache.  Returns the cache.
     """
     aio_session = _check_session(aio_session)
+    merged = {**(cache_options or {}), **options}
     if isinstance(provider, CredentialCache):
-        if cache_options:
+        if merged:
             raise TypeError("cache options cannot be given with an existing CredentialCache")
         cache = provider
     else:
         if provider is None:
             provider = _provider_for(aio_session)
         profile = aio_session.instance_variables().get("profile")
-        cache_options.setdefault("name", f"aiobotocore profile {profile}" if profile else "aio")
-        cache = CredentialCache(provider, **cache_options)
+        merged.setdefault("name", f"aiobotocore profile {profile}" if profile else "aio")
+        cache = CredentialCache(provider, **merged)
     _attach(aio_session, cache)
     return cache
 
 
 def session(
-    provider: Any = None,
+    provider: ProviderLike | None = None,
     *,
     cache_options: Mapping[str, Any] | None = None,
     **aio_session_kwargs: Any,
@@ -277,7 +286,7 @@ def session(
     (``provider`` and ``cache_options`` as in :func:`install`; the cache is
     :func:`get_cache` of it)."""
     result = AioSession(**aio_session_kwargs)
-    install(result, provider, **dict(cache_options or {}))
+    install(result, provider, cache_options=cache_options)
     return result
 
 
