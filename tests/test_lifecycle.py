@@ -152,13 +152,25 @@ def test_ctrl_c_interrupts_a_main_thread_waiting_on_a_hung_sts_call(sts_server: 
     cache = CredentialCache(assume_role_provider(sts_server.url), load_timeout=30)
     main = threading.main_thread()
     assert threading.current_thread() is main
-    timer = threading.Timer(0.3, signal.pthread_kill, (main.ident or 0, signal.SIGINT))
-    timer.start()
-    started = time.monotonic()
+    interrupted_at: list[float] = []
+
+    def interrupt_once_hung() -> None:
+        # Ctrl-C once the AssumeRole request hangs at the server, not before it was sent (a
+        # cold botocore can take longer than a fixed delay to build its STS client).
+        give_up = time.monotonic() + 20
+        while sts_server.counts["hung"] < 1 and time.monotonic() < give_up:
+            time.sleep(0.01)
+        interrupted_at.append(time.monotonic())
+        signal.pthread_kill(main.ident or 0, signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt_once_hung, daemon=True)
+    sender.start()
     with pytest.raises(KeyboardInterrupt):
         cache.get()
-    assert time.monotonic() - started < 0.3 + 1.0  # the load timeout is 30 s
+    returned = time.monotonic()
+    sender.join(5)
     assert sts_server.counts["hung"] == 1
+    assert returned - interrupted_at[0] < 10  # at once, not after the 30 s load timeout
     sts_server.mode = "ok"
 
 

@@ -126,7 +126,7 @@ def test_ctrl_c_interrupts_a_thread_waiting_for_credentials() -> None:
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         cache.get()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # at once, not after the 30 s load timeout
     gate.set()
 
 
