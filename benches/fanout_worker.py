@@ -1,4 +1,5 @@
-"""One multi-account fan-out case, in a fresh process: ``python fanout_worker.py CASE N URL``.
+"""One multi-account fan-out case, in a fresh process:
+``python fanout_worker.py CASE N URL STS_RATE``.
 
 Prepares N ready-to-use per-account S3 clients (credentials of the account's role resolved
 through the StsServer at URL) with a ThreadPoolExecutor of ``WORKERS`` threads, holds them
@@ -13,8 +14,11 @@ Cases:
   ...)`` with the same workers and ``Limiter`` as the next case (it assumes each role through
   ``creds_core.boto3.assume_role`` and resolves its credentials before calling the function).
 * ``creds_core``: ``creds_core.boto3.assume_role(source, role, limiter=...)`` per account
-  (one process-wide cache per role, a shared ``Limiter`` below the server's rate; sessions
-  share the source session's botocore data loader), then ``session.client("s3")``.
+  (one process-wide cache per role; sessions share the source session's botocore data
+  loader), then ``session.client("s3")``.  The shared ``Limiter`` is set as a user would set
+  it for a known STS quota: ``rate`` = the server's STS_RATE, and ``burst`` a tenth under the
+  server's bucket (which holds one second of its rate), so that jitter in arrival times never
+  empties the server's bucket.
 * ``boto3``: the common pattern (what botocove does): ``sts.assume_role`` with one shared STS
   client, then a new ``boto3.Session(<the role's keys>)`` and ``session.client("s3")``.
 * ``boto3-clients``: as ``boto3`` but without a Session per account: one client per account
@@ -37,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 WORKERS = 20  # botocove's default thread_workers
-LIMITER_RATE = 90.0  # creds_core's shared Limiter: under the server's 100/s
+LIMITER_BURST_SHARE = 0.9  # of the server's bucket (one second of its rate)
 LIMITER_CONCURRENCY = 20
 CASES = ("creds_core-fanout", "creds_core", "boto3", "boto3-clients", "aws-assume-role-lib")
 
@@ -52,7 +56,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def run(case: str, accounts: int, url: str) -> dict[str, Any]:
+def run(case: str, accounts: int, url: str, sts_rate: float) -> dict[str, Any]:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from harness import REGION, offline_environ, resolve, role_arn, source_session
 
@@ -63,7 +67,12 @@ def run(case: str, accounts: int, url: str) -> dict[str, Any]:
     from creds_core import Limiter
 
     source = source_session()
-    limiter = Limiter(max_concurrency=LIMITER_CONCURRENCY, rate=LIMITER_RATE, name="sts")
+    limiter = Limiter(
+        max_concurrency=LIMITER_CONCURRENCY,
+        rate=sts_rate,
+        burst=sts_rate * LIMITER_BURST_SHARE,
+        name="sts",
+    )
     if case == "creds_core-fanout":
         from creds_core.fanout import fan_out
 
@@ -170,5 +179,5 @@ def run(case: str, accounts: int, url: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    name, count, endpoint = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    print(json.dumps(run(name, count, endpoint)))
+    name, count, endpoint, rate = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+    print(json.dumps(run(name, count, endpoint, rate)))

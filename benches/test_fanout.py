@@ -6,7 +6,8 @@ Each case runs in a fresh process (``fanout_worker.py``), so that its peak RSS
 StsServer runs here and counts AssumeRole calls and throttled answers.
 
 * creds_core (``creds_core.fanout.fan_out``, and ``creds_core.boto3.assume_role`` by hand,
-  both with a shared ``Limiter(rate=90/s)``): 1,000 roles, and the fan-out helper with the
+  both with a shared ``Limiter`` at the server's rate, its burst a tenth under the server's
+  bucket): 1,000 roles, and the fan-out helper with the
   peers' count for a like-for-like row.
 * one boto3 session and a client per account made with the role's keys (the careful
   hand-written variant; its clients cannot refresh): 1,000 roles.
@@ -62,7 +63,7 @@ def _run_case(case: str, accounts: int) -> dict[str, Any]:
         rate=STS_RATE, burst=STS_RATE, delay=STS_DELAY, max_seconds=3600, max_requests=100_000
     ) as sts:
         done = subprocess.run(
-            [sys.executable, str(WORKER), case, str(accounts), sts.url],
+            [sys.executable, str(WORKER), case, str(accounts), sts.url, str(STS_RATE)],
             capture_output=True,
             text=True,
             timeout=3600,
