@@ -82,12 +82,6 @@ pub async fn until(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-/// Lets spawned tasks run for a moment of real time (used before asserting that something
-/// did NOT happen).
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(30)).await;
-}
-
 /// Whether `cache` has a refresh under way. A refresh is in the cache's state from the moment
 /// it starts until it has ended, and its source call is counted in between, so once this is
 /// false every refresh started so far shows in `source_calls` (and, without a limiter, in the
