@@ -211,6 +211,7 @@ struct SlotTaken {
     clock: Arc<creds_core::ManualClock>,
     gate: Gate,
     busy: CredentialCache,
+    busy_provider: Arc<ScriptedProvider>,
     provider: Arc<ScriptedProvider>,
     cache: CredentialCache,
 }
@@ -229,8 +230,10 @@ async fn a_limiter_with_one_slot() -> SlotTaken {
         .unwrap(),
     );
     let gate = Gate::new();
+    let busy_provider =
+        ScriptedProvider::new("busy", [Answer::gated(&gate, Answer::creds("BUSY", None))]).shared();
     let busy = cache_on(
-        ScriptedProvider::new("busy", [Answer::gated(&gate, Answer::creds("BUSY", None))]).shared(),
+        busy_provider.clone(),
         &clock,
         RefreshPolicy {
             load_timeout: 1000 * MIN,
@@ -253,6 +256,7 @@ async fn a_limiter_with_one_slot() -> SlotTaken {
         clock,
         gate,
         busy,
+        busy_provider,
         provider,
         cache,
     }
@@ -261,8 +265,10 @@ async fn a_limiter_with_one_slot() -> SlotTaken {
 impl SlotTaken {
     async fn hold(&self) -> JoinHandle<Outcome> {
         let holder = spawn_get(&self.busy);
+        // Its provider is called only once it has the slot (`source_calls` counts the refresh
+        // before it asks for one).
         until("the busy refresh holds the slot", || {
-            count(&self.busy.stats().source_calls) == 1
+            self.busy_provider.calls() == 1
         })
         .await;
         holder
