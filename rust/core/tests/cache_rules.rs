@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use creds_core::{AdvisoryRefresh, Clock as _, CredentialCache, ManualClock, RefreshPolicy};
+use futures::poll;
 use tokio::task::JoinHandle;
 
 type Outcome = creds_core::Result<Arc<creds_core::Entry>>;
@@ -60,7 +61,7 @@ async fn fresh_credentials_are_served_without_calling_the_source() {
     assert!(cache
         .with_fresh(|e| e.credentials().access_key_id().to_owned())
         .is_some());
-    settle().await;
+    assert!(!refreshing(&cache), "fresh credentials were refreshed");
     assert_eq!(provider.calls(), 1);
     assert_eq!(count(&cache.stats().source_calls), 1);
 }
@@ -80,7 +81,10 @@ async fn credentials_without_expiry_never_refresh() {
         clock.advance(Duration::from_secs(365 * 24 * 3600));
         assert_eq!(get_key(&cache).await, Ok("FOREVER".into()));
     }
-    settle().await;
+    assert!(
+        !refreshing(&cache),
+        "credentials without expiry were refreshed"
+    );
     assert_eq!(provider.calls(), 1);
     let seen = cache.inspect();
     assert_eq!(seen.state, "fresh");
@@ -252,18 +256,23 @@ async fn inline_advisory_refresh_makes_only_the_winner_wait_for_the_new_credenti
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
     clock.advance(46 * MIN);
 
-    let winner = spawn_get(&cache);
+    // The test owns the winner's lookup and polls it by hand: its answer depends only on the
+    // gate and the clock, so "still waiting" is a fact, not a race.
+    let mut winner = Box::pin(cache.get());
+    assert!(
+        poll!(winner.as_mut()).is_pending(),
+        "the winner did not wait for the refresh"
+    );
     until("the winner starts the refresh", || provider.calls() == 2).await;
     for _ in 0..50 {
         assert_eq!(get_key(&cache).await, Ok("OLD".into()));
     }
-    settle().await;
     assert!(
-        !winner.is_finished(),
+        poll!(winner.as_mut()).is_pending(),
         "the winner did not wait for the refresh"
     );
     gate.open();
-    assert_eq!(join_key(winner).await, Ok("NEW".into()));
+    assert_eq!(await_key(winner).await, Ok("NEW".into()));
     assert_eq!(provider.calls(), 2);
     assert_eq!(count(&cache.stats().background_refreshes), 0);
 }
@@ -284,16 +293,23 @@ async fn mandatory_window_makes_callers_wait_for_the_refresh() {
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
     clock.advance(60 * MIN - 30 * SEC); // 30 s before expiry: inside the 60 s mandatory window
 
-    let callers: Vec<_> = (0..10).map(|_| spawn_get(&cache)).collect();
+    let mut callers: Vec<_> = (0..10).map(|_| Box::pin(cache.get())).collect();
+    for caller in &mut callers {
+        assert!(
+            poll!(caller.as_mut()).is_pending(),
+            "a caller got the old credentials in the mandatory window"
+        );
+    }
     until("the refresh calls the source", || provider.calls() == 2).await;
-    settle().await;
-    assert!(
-        callers.iter().all(|c| !c.is_finished()),
-        "a caller got the old credentials in the mandatory window"
-    );
+    for caller in &mut callers {
+        assert!(
+            poll!(caller.as_mut()).is_pending(),
+            "a caller got the old credentials while the refresh ran"
+        );
+    }
     gate.open();
     for caller in callers {
-        assert_eq!(join_key(caller).await, Ok("NEW".into()));
+        assert_eq!(await_key(caller).await, Ok("NEW".into()));
     }
     assert_eq!(provider.calls(), 2);
 }
@@ -320,7 +336,10 @@ async fn check_advisory_window(lifetime: Duration, window: Duration, policy: Ref
 
     clock.advance(lifetime - window - SEC);
     assert_eq!(get_key(&cache).await, Ok("FIRST".into()));
-    settle().await;
+    assert!(
+        !refreshing(&cache),
+        "lifetime {lifetime:?}: refreshed before the advisory window"
+    );
     assert_eq!(
         provider.calls(),
         1,
@@ -617,15 +636,18 @@ async fn invalidate_with_the_cached_key_sends_the_next_call_down_the_mandatory_p
         cache.with_fresh(|_| ()).is_none(),
         "the hot path still serves invalidated credentials"
     );
-    let caller = spawn_get(&cache);
-    until("the refresh calls the source", || provider.calls() == 2).await;
-    settle().await;
+    let mut caller = Box::pin(cache.get());
     assert!(
-        !caller.is_finished(),
+        poll!(caller.as_mut()).is_pending(),
+        "the caller did not wait for the refresh"
+    );
+    until("the refresh calls the source", || provider.calls() == 2).await;
+    assert!(
+        poll!(caller.as_mut()).is_pending(),
         "the caller did not wait for the refresh"
     );
     gate.open();
-    assert_eq!(join_key(caller).await, Ok("NEW".into()));
+    assert_eq!(await_key(caller).await, Ok("NEW".into()));
     assert_eq!(count(&cache.stats().invalidations), 1);
     assert!(!cache.inspect().invalidated);
 }
@@ -651,7 +673,10 @@ async fn invalidate_with_another_key_is_ignored() {
     assert!(!cache.invalidate(Some("SOMEONE-ELSE")));
     assert!(!cache.inspect().invalidated);
     assert_eq!(get_key(&cache).await, Ok("OLD".into()));
-    settle().await;
+    assert!(
+        !refreshing(&cache),
+        "another key's invalidation started a refresh"
+    );
     assert_eq!(provider.calls(), 1);
     assert_eq!(count(&cache.stats().invalidations), 0);
 

@@ -84,35 +84,47 @@ fn nested_lookup_on_a_one_thread_pool_does_not_wait_for_work_queued_behind_it() 
                     .shared();
             let source = cache_on(source_provider.clone(), &clock, exact_policy());
 
-            let go = Gate::new();
-            let (from_source, gate) = (source.clone(), go.clone());
+            let (running, go) = (Gate::new(), Gate::new());
+            let (from_source, started, gate) = (source.clone(), running.clone(), go.clone());
             let role = ScriptedProvider::new(
                 "role",
                 [Answer::blocking(move || {
+                    started.open();
                     gate.wait_blocking();
                     from_source.get_blocking().map(|entry| derived(&entry))
                 })],
             )
             .shared();
-            let outer = cache_on(role.clone(), &clock, exact_policy());
+            let outer = cache_on(role, &clock, exact_policy());
 
             let outer_caller = tokio::spawn({
                 let outer = outer.clone();
                 async move { outer.get().await }
             });
-            until("the outer refresh holds the only blocking thread", || {
-                role.calls() == 1
-            })
+            within(
+                BOUND,
+                "the outer refresh holds the only blocking thread",
+                running.wait(),
+            )
             .await;
-            settle().await;
             let source_caller = tokio::spawn({
                 let source = source.clone();
                 async move { source.get().await }
             });
-            until("the source refresh is queued", || {
+            until("the source refresh calls its provider", || {
                 source_provider.calls() == 1
             })
             .await;
+            // Its blocking work went to the pool, queued behind the outer one, in the poll of
+            // its task that called the provider; the one worker polls one task at a time, so
+            // once a task spawned now has run, that work is queued.
+            within(
+                BOUND,
+                "the source refresh is queued",
+                tokio::spawn(async {}),
+            )
+            .await
+            .unwrap();
             go.open();
 
             let got = within(BOUND, "outer lookup", outer_caller)

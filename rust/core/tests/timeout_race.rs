@@ -4,14 +4,20 @@
 
 mod common;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use common::*;
 use creds_core::{CredentialCache, ManualClock, TokioClock};
+use futures::poll;
 use tokio::task::JoinHandle;
 
 type Outcome = creds_core::Result<Arc<creds_core::Entry>>;
+
+/// A caller's `get()`, owned by the test and polled by hand.
+type Caller = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 const TIMEOUT: Duration = Duration::from_secs(5); // the default load_timeout
 
@@ -37,7 +43,7 @@ async fn caller_blocked_on_a_hung_refresh(
     Arc<ManualClock>,
     Arc<ScriptedProvider>,
     CredentialCache,
-    JoinHandle<Outcome>,
+    Caller,
 ) {
     let clock = manual_clock();
     let mut script = vec![];
@@ -55,12 +61,14 @@ async fn caller_blocked_on_a_hung_refresh(
             .unwrap();
         clock.advance(16 * MIN);
     }
-    let baseline = clock.sleepers();
-    let caller = spawn_get(&cache);
-    until("the caller waits on the refresh", || {
-        clock.sleepers() > baseline
-    })
-    .await;
+    let mut caller: Caller = Box::pin({
+        let cache = cache.clone();
+        async move { cache.get().await }
+    });
+    assert!(
+        poll!(caller.as_mut()).is_pending(),
+        "the caller did not wait for the refresh"
+    );
     until("the refresh is running", || {
         provider.calls() == usize::from(fill) + 1
     })
@@ -71,16 +79,15 @@ async fn caller_blocked_on_a_hung_refresh(
 #[tokio::test]
 async fn timeout_serves_the_provider_fallback_before_the_last_good_credentials() {
     let fallback = creds("PROVIDER-FALLBACK", None);
-    let (clock, _, cache, caller) =
+    let (clock, _, cache, mut caller) =
         caller_blocked_on_a_hung_refresh(Fallback::Fixed(fallback), true).await;
-    settle().await;
     assert!(
-        !caller.is_finished(),
+        poll!(caller.as_mut()).is_pending(),
         "the caller gave up before load_timeout"
     );
 
     clock.advance(TIMEOUT);
-    assert_eq!(join_key(caller).await, Ok("PROVIDER-FALLBACK".into()));
+    assert_eq!(await_key(caller).await, Ok("PROVIDER-FALLBACK".into()));
     assert_eq!(count(&cache.stats().timeouts), 1);
     assert_eq!(count(&cache.stats().fallbacks), 1);
     assert_eq!(count(&cache.stats().static_stability), 0);
@@ -90,7 +97,7 @@ async fn timeout_serves_the_provider_fallback_before_the_last_good_credentials()
 async fn timeout_without_a_provider_fallback_serves_the_last_good_credentials() {
     let (clock, _, cache, caller) = caller_blocked_on_a_hung_refresh(Fallback::None, true).await;
     clock.advance(TIMEOUT);
-    assert_eq!(join_key(caller).await, Ok("OLD".into()));
+    assert_eq!(await_key(caller).await, Ok("OLD".into()));
     assert_eq!(count(&cache.stats().timeouts), 1);
     assert_eq!(count(&cache.stats().fallbacks), 0);
     assert_eq!(count(&cache.stats().static_stability), 1);
@@ -98,14 +105,16 @@ async fn timeout_without_a_provider_fallback_serves_the_last_good_credentials() 
 
 #[tokio::test]
 async fn timeout_with_no_fallback_and_nothing_cached_raises_timed_out() {
-    let (clock, _, cache, caller) = caller_blocked_on_a_hung_refresh(Fallback::None, false).await;
+    let (clock, _, cache, mut caller) =
+        caller_blocked_on_a_hung_refresh(Fallback::None, false).await;
     clock.advance(TIMEOUT - Duration::from_millis(1));
-    settle().await;
-    assert!(!caller.is_finished(), "timed out before load_timeout");
+    assert!(
+        poll!(caller.as_mut()).is_pending(),
+        "timed out before load_timeout"
+    );
     clock.advance(Duration::from_millis(1));
     let err = within(Duration::from_secs(10), "caller", caller)
         .await
-        .unwrap()
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TimedOut);
     assert_eq!(err.provider(), Some("p"));

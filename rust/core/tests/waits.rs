@@ -9,7 +9,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use common::*;
 use creds_core::limiter::{Limiter, LimiterConfig};
 use creds_core::{AdvisoryRefresh, CredentialCache, RefreshPolicy, TokioClock};
-
+use futures::poll;
 use tokio::task::JoinHandle;
 
 type Outcome = creds_core::Result<Arc<creds_core::Entry>>;
@@ -55,17 +55,23 @@ async fn once_a_refresh_outlived_load_timeout_later_calls_are_answered_at_once()
 
     // 8 callers wait for the slow refresh, each at most load_timeout.
     let before = count(&cache.stats().waits); // the first fill
-    let callers: Vec<_> = (0..8).map(|_| spawn_get(&cache)).collect();
-    until("8 callers wait", || {
-        count(&cache.stats().waits) == before + 8
-    })
-    .await;
-    until("their timeouts are set", || clock.sleepers() >= 8).await;
-    settle().await;
-    assert!(callers.iter().all(|c| !c.is_finished()));
+    let mut callers: Vec<_> = (0..8).map(|_| Box::pin(cache.get())).collect();
+    for caller in &mut callers {
+        assert!(
+            poll!(caller.as_mut()).is_pending(),
+            "a caller did not wait for the refresh"
+        );
+    }
+    until("the refresh calls the source", || provider.calls() == 2).await;
+    for caller in &mut callers {
+        assert!(
+            poll!(caller.as_mut()).is_pending(),
+            "a caller gave up before load_timeout"
+        );
+    }
     clock.advance(TIMEOUT);
     for caller in callers {
-        assert_eq!(join_key(caller).await, Ok("OLD".into()));
+        assert_eq!(await_key(caller).await, Ok("OLD".into()));
     }
 
     // The same refresh is still running: every later call is answered at once, 10 times each.
@@ -130,15 +136,13 @@ async fn a_caller_with_nothing_to_serve_still_waits_for_a_refresh_that_outlived_
     clock.advance(TIMEOUT);
     assert_eq!(join_key(first).await, Err(ErrorKind::TimedOut));
 
-    let second = spawn_get(&cache);
-    until("the second caller waits", || clock.sleepers() == 1).await;
-    settle().await;
+    let mut second = Box::pin(cache.get());
     assert!(
-        !second.is_finished(),
+        poll!(second.as_mut()).is_pending(),
         "nothing to serve, yet it was answered"
     );
     gate.open();
-    assert_eq!(join_key(second).await, Ok("LATE".into()));
+    assert_eq!(await_key(second).await, Ok("LATE".into()));
     assert_eq!(provider.calls(), 1);
 }
 
@@ -207,6 +211,7 @@ struct SlotTaken {
     clock: Arc<creds_core::ManualClock>,
     gate: Gate,
     busy: CredentialCache,
+    busy_provider: Arc<ScriptedProvider>,
     provider: Arc<ScriptedProvider>,
     cache: CredentialCache,
 }
@@ -225,8 +230,10 @@ async fn a_limiter_with_one_slot() -> SlotTaken {
         .unwrap(),
     );
     let gate = Gate::new();
+    let busy_provider =
+        ScriptedProvider::new("busy", [Answer::gated(&gate, Answer::creds("BUSY", None))]).shared();
     let busy = cache_on(
-        ScriptedProvider::new("busy", [Answer::gated(&gate, Answer::creds("BUSY", None))]).shared(),
+        busy_provider.clone(),
         &clock,
         RefreshPolicy {
             load_timeout: 1000 * MIN,
@@ -249,6 +256,7 @@ async fn a_limiter_with_one_slot() -> SlotTaken {
         clock,
         gate,
         busy,
+        busy_provider,
         provider,
         cache,
     }
@@ -257,8 +265,10 @@ async fn a_limiter_with_one_slot() -> SlotTaken {
 impl SlotTaken {
     async fn hold(&self) -> JoinHandle<Outcome> {
         let holder = spawn_get(&self.busy);
+        // Its provider is called only once it has the slot (`source_calls` counts the refresh
+        // before it asks for one).
         until("the busy refresh holds the slot", || {
-            count(&self.busy.stats().source_calls) == 1
+            self.busy_provider.calls() == 1
         })
         .await;
         holder
@@ -293,24 +303,37 @@ async fn a_caller_with_valid_credentials_never_waits_for_a_limiter_slot() {
     assert_eq!(get_key(&t.cache).await, Ok("NEW".into()));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// On a one-thread runtime a refresh task runs to its first wait in one go: once its source
+/// call is counted, it is queued for the slot.
+#[tokio::test]
 async fn a_caller_with_expired_credentials_waits_for_its_turn_and_gets_new_ones() {
     let t = a_limiter_with_one_slot().await;
     t.clock.advance(61 * MIN); // expired
     let holder = t.hold().await;
-    let caller = spawn_get(&t.cache);
-    until("the caller waits", || count(&t.cache.stats().waits) == 2).await;
-    // Queued, its load_timeout has not started: time passing does not time it out.
-    t.clock.advance(10 * MIN);
-    settle().await;
+    let mut caller = Box::pin(t.cache.get());
     assert!(
-        !caller.is_finished(),
+        poll!(caller.as_mut()).is_pending(),
+        "it was served expired credentials"
+    );
+    until("the refresh queues for the slot", || {
+        count(&t.cache.stats().source_calls) == 2
+    })
+    .await;
+    // Woken by the queueing (as its task would be), it sees that its load_timeout has not
+    // started: time passing does not time it out.
+    assert!(
+        poll!(caller.as_mut()).is_pending(),
+        "it was served while its refresh was queued"
+    );
+    t.clock.advance(10 * MIN);
+    assert!(
+        poll!(caller.as_mut()).is_pending(),
         "it was served while its refresh was queued"
     );
     assert_eq!(count(&t.cache.stats().timeouts), 0);
     t.gate.open();
     assert_eq!(join_key(holder).await, Ok("BUSY".into()));
-    assert_eq!(join_key(caller).await, Ok("NEW".into()));
+    assert_eq!(await_key(caller).await, Ok("NEW".into()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

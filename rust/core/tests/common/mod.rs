@@ -82,10 +82,12 @@ pub async fn until(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
-/// Lets spawned tasks run for a moment of real time (used before asserting that something
-/// did NOT happen).
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(30)).await;
+/// Whether `cache` has a refresh under way. A refresh is in the cache's state from the moment
+/// it starts until it has ended, and its source call is counted in between, so once this is
+/// false every refresh started so far shows in `source_calls` (and, without a limiter, in the
+/// provider's calls): a test checks that nothing was refreshed without waiting for it to show.
+pub fn refreshing(cache: &CredentialCache) -> bool {
+    cache.inspect().refreshing
 }
 
 /// A gate that scripted answers wait on until the test opens it. Usable from async code and
@@ -338,4 +340,12 @@ pub fn key_of(outcome: &Result<Arc<creds_core::Entry>>) -> std::result::Result<S
         Ok(entry) => Ok(entry.credentials().access_key_id().to_owned()),
         Err(e) => Err(e.kind()),
     }
+}
+
+/// The result of `lookup` (a caller's `get()` that the test owns and may have polled by hand
+/// so far), as [`key_of`] gives it; fails the test if it does not finish within 10 s.
+pub async fn await_key(
+    lookup: impl Future<Output = Result<Arc<creds_core::Entry>>>,
+) -> std::result::Result<String, ErrorKind> {
+    key_of(&within(Duration::from_secs(10), "a caller's get()", lookup).await)
 }
