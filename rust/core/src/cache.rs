@@ -666,7 +666,14 @@ impl CredentialCache {
             tokio::select! {
                 biased;
                 outcome = &mut result => return self.answer(waiter, outcome),
-                () = timeout => return self.timed_out(flight),
+                () = timeout => {
+                    // A change seen together with the deadline may have moved it (the call
+                    // queued at a limiter): look again before giving up.
+                    if progress.has_changed().unwrap_or(false) {
+                        continue;
+                    }
+                    return self.timed_out(flight);
+                }
                 changed = progress.changed() => {
                     if changed.is_err() {
                         // The flight is gone (it cannot be while we hold it): wait for its result.

@@ -313,7 +313,7 @@ async fn a_caller_with_expired_credentials_waits_for_its_turn_and_gets_new_ones(
     let mut caller = Box::pin(t.cache.get());
     assert!(
         poll!(caller.as_mut()).is_pending(),
-        "it was served expired credentials"
+        "it was answered at once"
     );
     until("the refresh queues for the slot", || {
         count(&t.cache.stats().source_calls) == 2
@@ -329,6 +329,36 @@ async fn a_caller_with_expired_credentials_waits_for_its_turn_and_gets_new_ones(
     assert!(
         poll!(caller.as_mut()).is_pending(),
         "it was served while its refresh was queued"
+    );
+    assert_eq!(count(&t.cache.stats().timeouts), 0);
+    t.gate.open();
+    assert_eq!(join_key(holder).await, Ok("BUSY".into()));
+    assert_eq!(await_key(caller).await, Ok("NEW".into()));
+}
+
+/// A waiter whose thread is slow to come back (the Python door polls woken waiters one at a
+/// time, each once it can take the GIL) may first look again after the deadline it had before
+/// its refresh queued: the queueing counts, not the stale deadline.
+#[tokio::test]
+async fn a_queued_refresh_wins_over_the_deadline_it_replaced_when_both_are_seen_at_once() {
+    let t = a_limiter_with_one_slot().await;
+    t.clock.advance(61 * MIN); // expired
+    let holder = t.hold().await;
+    let mut caller = Box::pin(t.cache.get());
+    // Its first look: the refresh has just started, so load_timeout runs from now.
+    assert!(
+        poll!(caller.as_mut()).is_pending(),
+        "it was answered at once"
+    );
+    until("the refresh queues for the slot", || {
+        count(&t.cache.stats().source_calls) == 2
+    })
+    .await;
+    // Not polled since: both the old deadline and the queueing are there when it looks again.
+    t.clock.advance(10 * MIN);
+    assert!(
+        poll!(caller.as_mut()).is_pending(),
+        "it timed out on the deadline of a call that had not started"
     );
     assert_eq!(count(&t.cache.stats().timeouts), 0);
     t.gate.open();
