@@ -1,4 +1,4 @@
-"""Small providers for tests: counted, scripted, blocking on an event."""
+"""Small providers for tests: counted, scripted, blocking on an event; and ``wait_until``."""
 
 from __future__ import annotations
 
@@ -89,3 +89,16 @@ def timed(fn: Callable[[], Credentials]) -> tuple[Credentials, float]:
     started = time.perf_counter()
     got = fn()
     return got, time.perf_counter() - started
+
+
+def wait_until(
+    predicate: Callable[[], object], what: str = "the condition", timeout: float = 10.0
+) -> None:
+    """Poll ``predicate`` until it is true: the way a test waits for another thread or process
+    to get somewhere (a sleep of a guessed length is not). Fails naming ``what`` after
+    ``timeout`` seconds, generous for a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {timeout:g} s")
+        time.sleep(0.005)
