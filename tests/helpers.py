@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -102,3 +103,14 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not reached within {timeout:g} s")
         time.sleep(0.005)
+
+
+async def wait_until_async(
+    predicate: Callable[[], object], what: str = "the condition", timeout: float = 10.0
+) -> None:
+    """``wait_until`` for a coroutine: polls without blocking its event loop."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {timeout:g} s")
+        await asyncio.sleep(0.005)
