@@ -1,7 +1,8 @@
-"""Small providers for tests: counted, scripted, blocking on an event."""
+"""Small providers for tests: counted, scripted, blocking on an event; and ``wait_until``."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -89,3 +90,27 @@ def timed(fn: Callable[[], Credentials]) -> tuple[Credentials, float]:
     started = time.perf_counter()
     got = fn()
     return got, time.perf_counter() - started
+
+
+def wait_until(
+    predicate: Callable[[], object], what: str = "the condition", timeout: float = 10.0
+) -> None:
+    """Poll ``predicate`` until it is true: the way a test waits for another thread or process
+    to get somewhere (a sleep of a guessed length is not). Fails naming ``what`` after
+    ``timeout`` seconds, generous for a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {timeout:g} s")
+        time.sleep(0.005)
+
+
+async def wait_until_async(
+    predicate: Callable[[], object], what: str = "the condition", timeout: float = 10.0
+) -> None:
+    """``wait_until`` for a coroutine: polls without blocking its event loop."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {timeout:g} s")
+        await asyncio.sleep(0.005)

@@ -10,12 +10,17 @@ of the fleet starts at the same moment), then runs its mode and prints one JSON 
 * ``aio-fanout``: the same with ``fan_out_async`` and real aiobotocore clients.
 * ``block``: a refresh whose source blocks until the process is killed (prints ``entered``).
 * ``provide``: one refresh of ``name`` whose source answers new credentials; answers them.
+
+``announce`` (optional, a list of counters of the tier's ``stats()``): a line with the name of
+each, once it is no longer 0, before the JSON line; so that a test can act once every process
+got somewhere (waits on a lease, fell back to its source) instead of sleeping a guessed time.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -67,6 +72,11 @@ def main() -> int:
     print("ready", flush=True)
     sys.stdin.readline()
     started = time.monotonic()
+    done = threading.Event()
+    announcer = threading.Thread(
+        target=_announce, args=(tier, config.get("announce", []), done), daemon=True
+    )
+    announcer.start()
     out: dict[str, Any] = {}
     if mode == "fanout":
         result = fan_out(
@@ -114,10 +124,22 @@ def main() -> int:
         load_timeout = config.get("load_timeout", 30.0)
         wrapped = tier.wrap(fresh, config["name"], load_timeout=load_timeout)
         out["key"] = CredentialCache(wrapped, load_timeout=load_timeout).get().access_key_id
+    done.set()
+    announcer.join()  # nothing is announced after the JSON line
     out["seconds"] = time.monotonic() - started
     out["stats"] = dict(tier.stats()) if tier is not None else None
     print(json.dumps(out), flush=True)
     return 0
+
+
+def _announce(tier: Any, counters: list[str], done: threading.Event) -> None:
+    pending = list(counters)
+    while pending and not done.is_set():
+        stats = tier.stats()
+        for name in [c for c in pending if stats[c]]:
+            print(name, flush=True)
+            pending.remove(name)
+        done.wait(0.005)
 
 
 if __name__ == "__main__":

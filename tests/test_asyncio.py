@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from creds_core import CredentialCache, Credentials, Provider, ProviderTimedOut
-from helpers import Scripted, creds
+from helpers import Scripted, creds, wait_until, wait_until_async
 
 
 class Ticker:
@@ -87,19 +87,24 @@ def test_get_async_works_with_asyncio_helpers_on_both_paths() -> None:
 
 
 def test_get_async_raises_the_cache_error_to_every_waiter() -> None:
+    release = threading.Event()
+
     def failing() -> Credentials:
-        time.sleep(0.05)
+        release.wait(30)
         raise ProviderTimedOut("not a secret")  # any CredentialsError subclass
 
-    cache = CredentialCache(failing)
+    cache = CredentialCache(failing, load_timeout=30)
 
     async def main() -> list[BaseException | Credentials]:
-        return await asyncio.gather(*(cache.get_async() for _ in range(20)), return_exceptions=True)
+        waiters = [cache.get_async() for _ in range(20)]
+        release.set()  # every waiter is in before the source answers: one refresh, one error
+        return await asyncio.gather(*waiters, return_exceptions=True)
 
     results = asyncio.run(main())
     assert len(results) == 20
     assert all(isinstance(r, ProviderTimedOut) for r in results)
     assert len({id(r) for r in results}) == 20  # one exception object per waiter
+    assert (cache.stats()["source_calls"], cache.stats()["timeouts"]) == (1, 0)
 
 
 def test_a_cancelled_waiter_does_not_disturb_the_others() -> None:
@@ -109,7 +114,10 @@ def test_a_cancelled_waiter_does_not_disturb_the_others() -> None:
 
     async def main() -> list[str]:
         waiters = [asyncio.ensure_future(cache.get_async()) for _ in range(10)]
-        await asyncio.sleep(0.05)
+        # The refresh is in the source and the loop's waiters wait for it (one shared wait).
+        await wait_until_async(
+            lambda: p.entered.is_set() and cache.stats()["waits"] >= 1, "the waiters waiting"
+        )
         waiters[3].cancel()
         assert p.gate is not None
         p.gate.set()
@@ -129,15 +137,21 @@ def test_ten_thousand_coroutines_share_one_refresh_without_stalling_the_loop() -
     p = Scripted(lambda n: creds(f"AK{n}", lifetime=3600))
     original = p.answer
     p.answer = lambda n: (time.sleep(latency), original(n))[1]
-    cache = CredentialCache(p)
+    p.gate = threading.Event()  # the source answers (after its latency) once the test counted
+    cache = CredentialCache(p, load_timeout=30)
     threads_before = threading.active_count()
 
     async def main() -> tuple[list[Credentials], float, float, int]:
         async with Ticker() as ticker:
             start = time.perf_counter()
             waiters = [asyncio.ensure_future(cache.get_async()) for _ in range(10_000)]
-            await asyncio.sleep(latency / 2)
+            await wait_until_async(
+                lambda: p.entered.is_set() and cache.stats()["waits"] >= 1,
+                "the refresh in the source, the coroutines waiting",
+            )
             threads_while_waiting = threading.active_count()
+            assert p.gate is not None
+            p.gate.set()
             got = await asyncio.gather(*waiters)
             took = time.perf_counter() - start
         return got, took, ticker.max_gap, threads_while_waiting
@@ -170,7 +184,8 @@ def test_waiters_on_two_event_loops_are_each_served() -> None:
     for t in threads:
         t.start()
     assert p.entered.wait(30)
-    time.sleep(0.05)
+    # One wait per event loop (its coroutines share it): both loops wait for the refresh.
+    wait_until(lambda: cache.stats()["waits"] == 2, "the waiters of both loops waiting")
     assert p.gate is not None
     p.gate.set()
     for t in threads:
@@ -184,12 +199,15 @@ def test_waiters_on_two_event_loops_are_each_served() -> None:
 
 class LoopBound(Provider):
     """An async provider that keeps a loop-bound client: an asyncio.Queue made on first use
-    and a future of that loop, both unusable from any other loop."""
+    and a future of that loop, both unusable from any other loop. It answers after `delay`
+    seconds and, given `release`, not before that event is set (awaited, never blocking the
+    loop)."""
 
     name = "loop-bound"
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self, delay: float = 0.0, release: threading.Event | None = None) -> None:
         self.delay = delay
+        self.release = release
         self.calls = 0
         self.loops: set[int] = set()
         self.threads: set[str] = set()
@@ -205,6 +223,8 @@ class LoopBound(Provider):
         self.queue.put_nowait(self.calls)
         await self.queue.get()  # fails on a loop other than the one it is bound to
         await asyncio.sleep(self.delay)
+        if self.release is not None:
+            await wait_until_async(self.release.is_set, "the test releasing the source", 60)
         return creds(f"LOOP{self.calls}", lifetime=3600)
 
     def fallback_on_interrupt(self) -> Credentials | None:
@@ -245,34 +265,40 @@ def test_async_providers_of_many_caches_run_concurrently_on_the_one_loop() -> No
 
 
 def test_a_slow_coroutine_provider_times_out_into_its_fallback_like_a_sync_one() -> None:
-    p = LoopBound(delay=1.0)
+    release = threading.Event()  # the source answers only once the test is done waiting
+    p = LoopBound(release=release)
     p.fallback = creds("FALLBACK", lifetime=3600)
     cache = CredentialCache(p, load_timeout=0.1)
-    assert cache.get().access_key_id == "FALLBACK"
+    try:
+        assert cache.get().access_key_id == "FALLBACK"
 
-    async def from_a_loop() -> str:
-        return (await cache.get_async()).access_key_id
+        async def from_a_loop() -> str:
+            return (await cache.get_async()).access_key_id
 
-    assert asyncio.run(from_a_loop()) == "FALLBACK"
-    assert cache.stats()["fallbacks"] >= 1
+        assert asyncio.run(from_a_loop()) == "FALLBACK"
+        assert cache.stats()["fallbacks"] >= 1
+        assert p.calls == 1  # the second caller joined the refresh still running
+    finally:
+        release.set()
     # The timed-out call is not abandoned: its late result is adopted.
-    deadline = time.monotonic() + 30
-    while cache.get().access_key_id != "LOOP1" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert cache.get().access_key_id == "LOOP1"
+    wait_until(lambda: cache.get().access_key_id == "LOOP1", "the late result adopted", 30)
     assert cache.stats()["late_results"] == 1
 
 
 def test_a_slow_coroutine_provider_without_fallback_raises_provider_timed_out() -> None:
-    cache = CredentialCache(LoopBound(delay=1.0), load_timeout=0.1)
+    release = threading.Event()  # the source answers only once the test is done
+    cache = CredentialCache(LoopBound(release=release), load_timeout=0.1)
 
     async def from_a_loop() -> Credentials:
         return await cache.get_async()
 
-    with pytest.raises(ProviderTimedOut):
-        asyncio.run(from_a_loop())
-    with pytest.raises(ProviderTimedOut):
-        cache.get()
+    try:
+        with pytest.raises(ProviderTimedOut):
+            asyncio.run(from_a_loop())
+        with pytest.raises(ProviderTimedOut):
+            cache.get()
+    finally:
+        release.set()
 
 
 def test_a_coroutine_provider_awaiting_another_cache_is_a_nested_lookup() -> None:

@@ -22,15 +22,7 @@ from creds_core import (
     ProviderTimedOut,
 )
 from creds_core.testing import ManualClock
-from helpers import SECRET, TOKEN, Scripted, creds
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
+from helpers import SECRET, TOKEN, Scripted, creds, wait_until
 
 
 def in_thread(fn: Any) -> tuple[threading.Thread, dict[str, Any]]:
@@ -72,11 +64,9 @@ def test_many_callers_on_an_empty_cache_make_one_source_call() -> None:
     p.gate = threading.Event()
     cache = CredentialCache(p)
     threads = [in_thread(cache.get) for _ in range(200)]
-    p.entered.wait(10)
+    assert p.entered.wait(30)
     # Every caller has joined the refresh before the source answers (a condition, not a sleep).
-    deadline = time.monotonic() + 30
-    while cache.stats()["waits"] < 200 and time.monotonic() < deadline:
-        time.sleep(0.001)
+    wait_until(lambda: cache.stats()["waits"] >= 200, "all 200 callers waiting", timeout=30)
     assert cache.stats()["waits"] == 200
     p.gate.set()
     for t, _ in threads:
@@ -113,12 +103,13 @@ def test_advisory_window_starts_one_background_refresh_and_nobody_waits() -> Non
     cache = CredentialCache(p, clock=clock)
     cache.get()
     p.gate = threading.Event()
+    p.entered.clear()  # set by the first call: from now on, set by the background refresh
     clock.advance(50 * 60)  # inside the 15-minute advisory window, outside the mandatory one
     assert [cache.get().access_key_id for _ in range(50)] == ["AK1"] * 50
-    p.entered.wait(10)
+    assert p.entered.wait(30)
     assert cache.inspect()["refreshing"] is True
     p.gate.set()
-    wait_until(lambda: cache.get().access_key_id == "AK2")
+    wait_until(lambda: cache.get().access_key_id == "AK2", "the background refresh landed")
     assert p.calls == 2
     assert cache.stats()["background_refreshes"] == 1
 
@@ -149,13 +140,13 @@ def test_timeout_serves_the_provider_fallback_then_adopts_the_late_result() -> N
     p.fallback = creds("FALLBACK", lifetime=60, now=clock.now())
     cache = CredentialCache(p, clock=clock, load_timeout=5)
     t, out = in_thread(cache.get)
-    wait_until(lambda: clock.sleepers >= 1)
+    wait_until(lambda: clock.sleepers >= 1, "the caller waiting on the clock")
     clock.advance(5)
     t.join(10)
     assert out["value"].access_key_id == "FALLBACK"
     assert cache.stats()["fallbacks"] == 1 and cache.stats()["timeouts"] == 1
     p.gate.set()
-    wait_until(lambda: cache.stats()["late_results"] == 1)
+    wait_until(lambda: cache.stats()["late_results"] == 1, "the late result adopted")
     assert cache.get().access_key_id == "AK1"
     assert p.calls == 1
 
@@ -168,7 +159,7 @@ def test_timeout_without_provider_fallback_serves_last_good_credentials() -> Non
     clock.advance(900 + 10)  # expired
     p.gate = threading.Event()
     t, out = in_thread(cache.get)
-    wait_until(lambda: clock.sleepers >= 1)
+    wait_until(lambda: clock.sleepers >= 1, "the caller waiting on the clock")
     clock.advance(5)
     t.join(10)
     assert out["value"].access_key_id == "AK1"
@@ -466,7 +457,7 @@ def test_rfc_case_1_timeout_while_the_serving_provider_runs_returns_its_fallback
     clock.advance(900 - 30)
     p2.gate = threading.Event()
     t, out = in_thread(cache.get)
-    wait_until(lambda: p2.entered.is_set() and clock.sleepers >= 1)
+    wait_until(lambda: p2.entered.is_set() and clock.sleepers >= 1, "p2 called, the caller waiting")
     clock.advance(5)
     t.join(10)
     assert out["value"].access_key_id == "P2-1"
@@ -485,7 +476,7 @@ def test_rfc_case_2_timeout_while_an_earlier_provider_runs_still_returns_the_ser
     p1.gate = threading.Event()
     p1.entered.clear()
     t, out = in_thread(cache.get)
-    wait_until(lambda: p1.entered.is_set() and clock.sleepers >= 1)
+    wait_until(lambda: p1.entered.is_set() and clock.sleepers >= 1, "p1 called, the caller waiting")
     clock.advance(5)
     t.join(10)
     assert out["value"].access_key_id == "P2-1"

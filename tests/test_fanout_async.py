@@ -150,12 +150,18 @@ def test_fan_out_async_runs_at_most_max_concurrency_targets_at_once(
 ) -> None:
     running = 0
     most = 0
+    give_up: float | None = None
 
     async def fn(session: Any, account: str) -> str:
-        nonlocal running, most
+        nonlocal running, most, give_up
         running += 1
         most = max(most, running)
-        await asyncio.sleep(0.02)
+        # The first targets wait for five to run at once (the bound is reached however busy the
+        # machine; with four at most, they all go on 10 s after the first came)...
+        give_up = give_up or time.monotonic() + 10
+        while most < 5 and time.monotonic() < give_up:
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02)  # ...then each takes a while, so that a sixth at once shows
         running -= 1
         return account
 

@@ -35,6 +35,7 @@ from helpers import (
     static_source,
     timed,
     unique_role_arn,
+    wait_until,
 )
 from server_fixtures import StsServer
 
@@ -125,9 +126,7 @@ def test_fork_during_a_refresh_the_child_refreshes_on_its_own() -> None:
     cache = CredentialCache(provider, load_timeout=30)
     waiter = threading.Thread(target=cache.get, daemon=True)
     waiter.start()
-    deadline = time.monotonic() + 5
-    while not calls and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_until(lambda: bool(calls), "the parent's refresh in its source", 30)
     assert cache.inspect()["refreshing"]
 
     def child() -> dict[str, Any]:
@@ -186,12 +185,12 @@ from helpers import creds
 def _run(
     code: str,
     *,
-    interrupt_after_ready: float | None = None,
+    interrupt_when_ready: bool = False,
     timeout: float = 20.0,
 ) -> tuple[int, str, str, float]:
     """Run ``code`` in a fresh interpreter (faulthandler on); optionally send SIGINT once it
-    printed "ready".  Returns (exit code, stdout, stderr, seconds from signal or start to
-    exit)."""
+    printed "ready" (see ``_READY_WHEN_WAITING``).  Returns (exit code, stdout, stderr,
+    seconds from signal or start to exit)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), str(ROOT / "tests")])
     env["PYTHONFAULTHANDLER"] = "1"
@@ -207,11 +206,10 @@ def _run(
     started = time.monotonic()
     first = ""
     try:
-        if interrupt_after_ready is not None:
+        if interrupt_when_ready:
             assert proc.stdout is not None
             first = proc.stdout.readline()
             if first.strip() == "ready":
-                time.sleep(interrupt_after_ready)
                 started = time.monotonic()
                 proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=timeout)
@@ -223,7 +221,7 @@ def _run(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    if interrupt_after_ready is not None:
+    if interrupt_when_ready:
         assert first.strip() == "ready", f"{first}{out}\n{err}"
     return proc.returncode, out, err, time.monotonic() - started
 
@@ -241,15 +239,33 @@ def hung():
     return creds("LATE", lifetime=3600)
 """
 
+# "ready" once each of the caches has a caller waiting for its refresh (counted in its stats):
+# the test sends Ctrl-C then, not after a guessed delay.
+_READY_WHEN_WAITING = """
+from helpers import wait_until
+
+def ready_when_waiting(*caches):
+    def watch():
+        try:
+            wait_until(lambda: all(c.stats()["waits"] >= 1 for c in caches), "callers waiting", 30)
+        except AssertionError as exc:
+            print(exc, flush=True)
+            os._exit(3)
+        print("ready", flush=True)
+
+    threading.Thread(target=watch, daemon=True).start()
+"""
+
 
 def test_ctrl_c_reaches_a_waiting_main_thread_and_a_waiting_daemon_thread_holds_no_exit() -> None:
     code = _script(
         _HUNG,
+        _READY_WHEN_WAITING,
         """
         other = CredentialCache(hung, load_timeout=60, name="daemon-waiter")
         threading.Thread(target=other.get, daemon=True).start()
         main = CredentialCache(hung, load_timeout=60, name="main-waiter")
-        print("ready", flush=True)
+        ready_when_waiting(other, main)
         try:
             main.get()
         except KeyboardInterrupt:
@@ -257,7 +273,7 @@ def test_ctrl_c_reaches_a_waiting_main_thread_and_a_waiting_daemon_thread_holds_
             sys.exit(0)
         """,
     )
-    rc, out, err, took = _run(code, interrupt_after_ready=0.3)
+    rc, out, err, took = _run(code, interrupt_when_ready=True)
     assert rc == 0, err
     assert "interrupted" in out
     assert took < 3.0  # the load timeout is 60 s: neither waiter held the exit up
@@ -267,6 +283,7 @@ def test_ctrl_c_reaches_a_waiting_main_thread_and_a_waiting_daemon_thread_holds_
 def test_after_ctrl_c_a_waiting_non_daemon_thread_holds_exit_no_longer_than_load_timeout() -> None:
     code = _script(
         _HUNG,
+        _READY_WHEN_WAITING,
         """
         other = CredentialCache(hung, load_timeout=1.5, name="worker-waiter")
 
@@ -278,14 +295,14 @@ def test_after_ctrl_c_a_waiting_non_daemon_thread_holds_exit_no_longer_than_load
 
         threading.Thread(target=work).start()
         main = CredentialCache(hung, load_timeout=60, name="main-waiter")
-        print("ready", flush=True)
+        ready_when_waiting(other, main)
         try:
             main.get()
         except KeyboardInterrupt:
             print("interrupted", flush=True)
         """,
     )
-    rc, out, err, took = _run(code, interrupt_after_ready=0.3)
+    rc, out, err, took = _run(code, interrupt_when_ready=True)
     assert rc == 0, err
     assert out.split() == ["interrupted", "ProviderTimedOut"]
     assert took < 1.5 + 1.5
@@ -348,7 +365,9 @@ try:
 except Exception:
     pass
 deadline = time.monotonic() + 5
-while sts.counts["AssumeRole"] < 1 and time.monotonic() < deadline:
+while sts.counts["AssumeRole"] < 1:
+    if time.monotonic() > deadline:
+        sys.exit("the AssumeRole request never reached the STS server")
     time.sleep(0.01)
 print("exiting", flush=True)
 """

@@ -38,7 +38,7 @@ from creds_core import (
 from creds_core.providers import AssumeRoleProvider, StaticProvider
 from creds_core.providers._config import new_session
 from creds_core.testing import ManualClock
-from helpers import SECRET, creds
+from helpers import SECRET, creds, wait_until
 from server_fixtures import StsServer
 
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -233,12 +233,9 @@ def _waiting_get(cache: CredentialCache, clock: ManualClock, timeout: float) -> 
     out: dict[str, Any] = {}
     thread = threading.Thread(target=lambda: out.setdefault("got", cache.get()), daemon=True)
     thread.start()
-    deadline = time.monotonic() + 5
-    while clock.sleepers < 1:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_until(lambda: clock.sleepers >= 1, "the caller waiting on the clock")
     clock.advance(timeout)
-    thread.join(5)
+    thread.join(30)
     got: Credentials = out["got"]
     return got
 
@@ -385,9 +382,7 @@ def test_a_handler_that_reads_the_cache_and_limiter_on_every_record_does_not_dea
         clock.advance(31)
         _waiting_get(cache, clock, 5)  # the probe hangs: the fallback is served
         gate.set()
-        deadline = time.monotonic() + 5
-        while cache.stats()["late_results"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: cache.stats()["late_results"] >= 1, "the late result adopted")
         clock.advance(3600)
         with pytest.raises(NonRecoverableError):
             cache.get()

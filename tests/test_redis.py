@@ -24,7 +24,7 @@ import creds_core.boto3 as cb
 from creds_core import CredentialCache, Credentials, NonRecoverableError, Provider
 from creds_core.fanout import fan_out
 from creds_core.redis import RedisTier, SharedProvider
-from helpers import SECRET, TOKEN, Scripted, creds
+from helpers import SECRET, TOKEN, Scripted, creds, wait_until
 from server_fixtures import StsServer
 
 KEY = base64.b64encode(b"k" * 32).decode()
@@ -223,9 +223,7 @@ def test_concurrent_refreshes_in_two_processes_make_one_source_call(
     assert holder_source.entered.wait(10)
     t2 = threading.Thread(target=lambda: got.__setitem__("b", second.get()))
     t2.start()
-    deadline = time.monotonic() + 10
-    while b.stats()["lease_waits"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: b.stats()["lease_waits"] >= 1, "the second process waiting on the lease")
     holder_source.gate.set()
     t1.join(20)
     t2.join(20)

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,7 +201,8 @@ def test_kill_9_of_the_lease_holder_another_process_takes_over(
     base = {"redis_url": redis_server.url, "key": KEY, "namespace": "kill", "name": "role"}
     # The waiters are started (imports done) before the holder, so that they reach Redis
     # well within the holder's lease.
-    waiters = [fleet.spawn({**base, "mode": "provide", "lease_ttl": 5.0}) for _ in range(4)]
+    waiter = {**base, "mode": "provide", "lease_ttl": 5.0, "announce": ["lease_waits"]}
+    waiters = [fleet.spawn(waiter) for _ in range(4)]
     for proc in waiters:
         fleet.expect(proc, "ready")
     holder = fleet.start([{**base, "mode": "block", "lease_ttl": 5.0}])[0]
@@ -213,7 +213,8 @@ def test_kill_9_of_the_lease_holder_another_process_takes_over(
         assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
-    time.sleep(0.5)
+    for proc in waiters:  # killed once every waiter waits on its lease
+        fleet.expect(proc, "lease_waits")
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=30)
     outcomes = [fleet.result(p) for p in waiters]
@@ -241,10 +242,12 @@ def test_redis_stopped_and_restarted_mid_run_no_caller_error(
     roles = _roles(150)
     # Slow answers (50 ms, 40 calls/s) so that the run is still going when Redis stops.
     with StsServer(rate=40.0, burst=10.0, delay=0.05, max_seconds=600) as sts:
-        procs = fleet.start([_fanout(redis_server.url, sts, roles, workers=8) for _ in range(3)])
+        config = _fanout(redis_server.url, sts, roles, workers=8, announce=["local_fallbacks"])
+        procs = fleet.start([config for _ in range(3)])
         assert sts.wait_for_requests(20, timeout=120)
         redis_server.stop()
-        time.sleep(1.5)
+        for proc in procs:  # Redis comes back once every process went on without it
+            fleet.expect(proc, "local_fallbacks")
         redis_server.start()
         outcomes = [fleet.result(p) for p in procs]
         issued = _issued_by_role(sts)

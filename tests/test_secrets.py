@@ -59,7 +59,7 @@ from creds_core.providers import (
 from creds_core.providers._config import new_session
 from creds_core.providers._sts import SourceCredentials
 from creds_core.testing import ManualClock
-from helpers import SECRET, TOKEN, creds
+from helpers import SECRET, TOKEN, creds, wait_until
 from server_fixtures import ContainerServer, ImdsServer, StsServer, servers
 
 pytestmark = pytest.mark.usefixtures("isolated_aws")
@@ -352,9 +352,7 @@ def test_stats_and_inspect_show_no_secret_in_any_state() -> None:
     look()
     clock.advance(3600 - 600)  # the advisory window: a background refresh, which fails
     cache.get()
-    deadline = time.monotonic() + 5
-    while cache.stats()["refreshes_failed"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_until(lambda: cache.stats()["refreshes_failed"] >= 1, "the background refresh failed")
     look()
     clock.advance(2)
     look()
@@ -382,13 +380,6 @@ def test_stats_and_inspect_show_no_secret_in_any_state() -> None:
 
 
 # --- log records ------------------------------------------------------------------------------
-
-
-def _wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.005)
 
 
 def test_no_log_record_shows_a_secret_cache_events(logs: Capture) -> None:
@@ -441,12 +432,14 @@ def test_no_log_record_shows_a_secret_cache_events(logs: Capture) -> None:
     clock.advance(50)
     waiter = threading.Thread(target=cache.get, daemon=True)
     waiter.start()  # the probe call hangs: the waiter gets the fallback at load_timeout
-    _wait_until(lambda: calls["n"] == 3 and clock.sleepers >= 1)
+    wait_until(
+        lambda: calls["n"] == 3 and clock.sleepers >= 1, "the probe called, the caller waiting"
+    )
     clock.advance(5)
-    waiter.join(5)
+    waiter.join(30)
     assert cache.stats()["fallbacks"] == 1
     release.set()  # a late result; the breaker closes
-    _wait_until(lambda: cache.stats()["late_results"] == 1)
+    wait_until(lambda: cache.stats()["late_results"] == 1, "the late result adopted")
     assert limiter.stats()["breaker"] == "closed"
     clock.advance(3600)
     _expect_error(errors, cache.get)  # non-recoverable: raised, then cached

@@ -39,6 +39,7 @@ from botocore.httpsession import URLLib3Session
 from botocore.parsers import ResponseParserError
 from botocore.utils import ContainerMetadataFetcher, InstanceMetadataFetcher
 
+from helpers import wait_until
 from server_fixtures import ContainerServer, ImdsServer, StsServer, moto_server, servers
 
 SECRET = servers.SENTINEL_SECRET
@@ -667,10 +668,7 @@ def test_max_requests_bounds_the_server() -> None:
 
 def test_max_seconds_bounds_the_server() -> None:
     with ImdsServer(max_seconds=0.2) as server:
-        deadline = time.monotonic() + 2
-        while server.serving and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not server.serving
+        wait_until(lambda: not server.serving, "the server stopped after its max_seconds")
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from creds_core import CredentialCache, CredentialCycleError, Credentials, Provider
-from helpers import Scripted, creds
+from helpers import Scripted, creds, wait_until
 
 
 @pytest.fixture
@@ -92,9 +92,8 @@ def test_get_from_a_thread_running_an_asyncio_loop_works() -> None:
 
 
 def test_waiting_for_a_refresh_releases_the_gil() -> None:
-    gate = threading.Event()
-    p = Scripted(lambda n: creds("AK", lifetime=3600))
-    p.gate = gate
+    # The source takes 0.5 s, from its start: the caller waits that long whenever it comes.
+    p = Scripted(lambda n: (time.sleep(0.5), creds("AK", lifetime=3600))[1])
     cache = CredentialCache(p)
     counter = {"n": 0}
     stop = threading.Event()
@@ -105,7 +104,6 @@ def test_waiting_for_a_refresh_releases_the_gil() -> None:
 
     spinner = threading.Thread(target=spin)
     spinner.start()
-    threading.Timer(0.5, gate.set).start()
     before = counter["n"]
     cache.get()  # waits ~0.5 s
     progressed = counter["n"] - before
@@ -121,13 +119,24 @@ def test_ctrl_c_interrupts_a_thread_waiting_for_credentials() -> None:
     cache = CredentialCache(p, load_timeout=30)
     main = threading.main_thread()
     assert threading.current_thread() is main
-    timer = threading.Timer(0.3, lambda: signal.pthread_kill(main.ident or 0, signal.SIGINT))
-    timer.start()
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        cache.get()
-    assert time.monotonic() - started < 10  # at once, not after the 30 s load timeout
-    gate.set()
+    interrupted_at: list[float] = []
+
+    def interrupt_once_waiting() -> None:
+        # Ctrl-C once the main thread waits for the refresh, not before it called get().
+        wait_until(lambda: cache.stats()["waits"] >= 1, "the main thread waiting", 30)
+        interrupted_at.append(time.monotonic())
+        signal.pthread_kill(main.ident or 0, signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt_once_waiting, daemon=True)
+    sender.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cache.get()
+        returned = time.monotonic()
+    finally:
+        gate.set()
+    sender.join(30)
+    assert returned - interrupted_at[0] < 10  # at once, not after the 30 s load timeout
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
@@ -197,7 +206,7 @@ def test_top_level_provider_calls_share_a_pool_of_max_blocking_threads(
     runtime_sizes: Callable[..., None],
 ) -> None:
     runtime_sizes(max_blocking_threads=2)
-    lock = threading.Lock()
+    lock = threading.Condition()
     running = 0
     peak = 0
 
@@ -206,7 +215,11 @@ def test_top_level_provider_calls_share_a_pool_of_max_blocking_threads(
         with lock:
             running += 1
             peak = max(peak, running)
-        time.sleep(0.1)
+            lock.notify_all()
+            # The first call waits for a second one to run beside it, however busy the
+            # machine (with a pool of one it never comes: peak stays 1)...
+            lock.wait_for(lambda: peak >= 2, timeout=30)
+        time.sleep(0.1)  # ...then each takes a while, so that a third one at once would show
         with lock:
             running -= 1
         return creds("AK", lifetime=3600)
@@ -233,10 +246,7 @@ def test_resizing_the_runtime_retires_the_old_provider_threads(
     assert any(t.name.startswith("creds-core-provider-") for t in old)
     runtime_sizes(max_blocking_threads=2)
     # The old pool's idle workers and its spawner end at once, not after their 10 s idle time.
-    deadline = time.monotonic() + 5
-    while any(t.is_alive() for t in old) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not any(t.is_alive() for t in old)
+    wait_until(lambda: not any(t.is_alive() for t in old), "the old pool's threads ended", 8)
     # The new pool serves the next refresh.
     assert CredentialCache(lambda: creds("AK2", lifetime=3600)).get().access_key_id == "AK2"
     assert pool_threads() - old
@@ -264,15 +274,12 @@ def test_resizing_the_runtime_again_and_again_does_not_accumulate_threads(
         assert cache.get().access_key_id == f"AK{i}"
     # The replaced runtimes shut down once their work is done: what is left is the current
     # runtime's 2 workers and at most 4 blocking threads (6 runtimes kept would be 12 or more).
-    deadline = time.monotonic() + 30
-    while _runtime_threads() > 6 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert _runtime_threads() <= 6
+    wait_until(lambda: _runtime_threads() <= 6, "the replaced runtimes' threads ended", 30)
     assert CredentialCache(lambda: creds("AK", lifetime=3600)).get().access_key_id == "AK"
 
 
 _FORK_FROM_A_THREAD = """
-import os, signal, sys, threading
+import os, signal, sys, threading, time
 from creds_core import CredentialCache, Credentials
 
 CredentialCache(lambda: Credentials("AK", "s")).get()  # the parent's main thread waited once
@@ -287,9 +294,16 @@ def fork_here():
     pid = os.fork()
     if pid == 0:  # this thread is the child's main thread
         me = threading.get_ident()
-        threading.Timer(0.3, lambda: signal.pthread_kill(me, signal.SIGINT)).start()
+        cache = CredentialCache(slow, load_timeout=20)
+
+        def interrupt_once_waiting():  # Ctrl-C once this thread waits in get(), not before
+            while cache.stats()["waits"] < 1:
+                time.sleep(0.005)
+            signal.pthread_kill(me, signal.SIGINT)
+
+        threading.Thread(target=interrupt_once_waiting, daemon=True).start()
         try:
-            CredentialCache(slow, load_timeout=20).get()
+            cache.get()
             code = 2
         except KeyboardInterrupt:
             code = 0

@@ -8,7 +8,7 @@ import threading
 import time
 
 from creds_core import CredentialCache, Credentials, Limiter
-from helpers import creds
+from helpers import creds, wait_until
 
 
 def test_a_caller_waits_at_most_once_per_refresh_for_a_slow_source() -> None:
@@ -109,8 +109,6 @@ def test_a_caller_with_credentials_to_serve_is_not_made_to_wait_for_a_limiter_sl
     finally:
         release.set()
         holder.join(30)
-    deadline = time.monotonic() + 30
-    while cache.stats()["refreshes_succeeded"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: cache.stats()["refreshes_succeeded"] >= 2, "the queued refresh done", 30)
     assert cache.get().access_key_id == "AK2"
     assert cache.stats()["timeouts"] == 0
