@@ -8,49 +8,55 @@ import threading
 import time
 
 from creds_core import CredentialCache, Credentials, Limiter
+from creds_core.testing import ManualClock
 from helpers import creds, wait_until
 
 
 def test_a_caller_waits_at_most_once_per_refresh_for_a_slow_source() -> None:
+    # load_timeout runs on a ManualClock: a call that waits can only end when the test moves
+    # it, so "answered at once" is a call that returns while the clock stands still.
     calls = {"n": 0}
     slow = threading.Event()
 
     def provider() -> Credentials:
         calls["n"] += 1
         if calls["n"] > 1:
-            slow.wait(30)  # the refresh outlives load_timeout many times over
+            slow.wait(60)  # the refresh outlives load_timeout many times over
         return creds(f"AK{calls['n']}", lifetime=3600)
 
-    cache = CredentialCache(provider, load_timeout=0.3)
+    clock = ManualClock(time.time())
+    cache = CredentialCache(provider, load_timeout=0.3, clock=clock)
     first = cache.get()
     waits_before = cache.stats()["waits"]
     cache.invalidate(first.access_key_id)  # the next call takes the mandatory path
 
     callers, rounds = 4, 6
-    slow_calls = [0] * callers
     served: list[str] = []
-    start = threading.Barrier(callers)
+    first_round_done = threading.Barrier(callers + 1)
 
-    def caller(slot: int) -> None:
-        start.wait()
-        for _ in range(rounds):
-            t = time.perf_counter()
-            served.append(cache.get().access_key_id)
-            if time.perf_counter() - t > 0.1:
-                slow_calls[slot] += 1
-            time.sleep(0.05)
+    def caller() -> None:
+        served.append(cache.get().access_key_id)  # waits for load_timeout
+        first_round_done.wait(60)
+        for _ in range(rounds - 1):
+            served.append(cache.get().access_key_id)  # the refresh outlived it: at once
 
-    threads = [threading.Thread(target=caller, args=(i,)) for i in range(callers)]
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(60)
-    slow.set()
-    assert set(served) == {"AK1"}  # the last good credentials, while the refresh runs
-    assert len(served) == callers * rounds
+    try:
+        wait_until(lambda: cache.stats()["waits"] - waits_before == callers, "4 callers wait")
+        assert served == []  # nobody answered before load_timeout
+        clock.advance(0.3)
+        first_round_done.wait(60)
+        for t in threads:
+            t.join(20)
+        assert not any(t.is_alive() for t in threads), "a later call waited again"
+    finally:
+        slow.set()
+    assert served == ["AK1"] * (callers * rounds)  # the last good credentials, meanwhile
     # Each caller waited once (its load_timeout), then was answered at once.
-    assert slow_calls == [1] * callers, slow_calls
     assert cache.stats()["waits"] - waits_before == callers
+    assert 1 <= cache.stats()["timeouts"] <= callers  # a timer each, or the first one's news
     assert calls["n"] == 2
 
 
