@@ -18,6 +18,21 @@ pytest_plugins = ["aws_isolation", "server_fixtures", "redis_fixtures"]
 
 
 @pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Python's own Ctrl-C handler (KeyboardInterrupt) for one test, however the test run was
+    started: a run started in the background of a non-interactive shell inherits SIGINT
+    ignored, and Python then installs no handler (scripts that the tests run set it too, see
+    ``helpers.CTRL_C_RAISES``)."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@pytest.fixture
 def runtime_sizes() -> Iterator[Callable[..., None]]:
     """``runtime_sizes(worker_threads=..., max_blocking_threads=...)`` resizes the shared
     runtime and its provider pool for one test; the sizes before are restored after it."""

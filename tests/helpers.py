@@ -17,6 +17,10 @@ from creds_core import Credentials, Provider
 from creds_core.providers import AssumeRoleProvider, StaticProvider
 from creds_core.providers._config import new_session
 
+# The first line of a script that a test interrupts with Ctrl-C: Python's own handler, even
+# when the test run itself was started with SIGINT ignored (see conftest's ``ctrl_c_raises``).
+CTRL_C_RAISES = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
 SECRET = "SECRET-SENTINEL-wJalrXUtnFEMI"
 TOKEN = "TOKEN-SENTINEL-FwoGZXIvYXdzE"
 

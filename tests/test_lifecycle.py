@@ -29,6 +29,7 @@ from creds_core import (
     Credentials,
 )
 from helpers import (
+    CTRL_C_RAISES,
     NO_RETRY,
     assume_role_provider,
     creds,
@@ -146,6 +147,7 @@ def test_fork_during_a_refresh_the_child_refreshes_on_its_own() -> None:
 # --- Ctrl-C ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_interrupts_a_main_thread_waiting_on_a_hung_sts_call(sts_server: StsServer) -> None:
     sts_server.mode = "hang"  # the AssumeRole request is never answered
     cache = CredentialCache(assume_role_provider(sts_server.url), load_timeout=30)
@@ -179,7 +181,7 @@ import asyncio, os, sys, threading, time
 from creds_core import CredentialCache, Credentials
 from helpers import creds
 """
-    return head + "".join(textwrap.dedent(part) for part in parts)
+    return CTRL_C_RAISES + head + "".join(textwrap.dedent(part) for part in parts)
 
 
 def _run(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from creds_core import CredentialCache, CredentialCycleError, Credentials, Provider
-from helpers import Scripted, creds, wait_until
+from helpers import CTRL_C_RAISES, Scripted, creds, wait_until
 
 
 @pytest.fixture
@@ -112,6 +112,7 @@ def test_waiting_for_a_refresh_releases_the_gil() -> None:
     assert progressed > 10_000
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_interrupts_a_thread_waiting_for_credentials() -> None:
     gate = threading.Event()
     p = Scripted(lambda n: creds("AK", lifetime=3600))
@@ -278,7 +279,9 @@ def test_resizing_the_runtime_again_and_again_does_not_accumulate_threads(
     assert CredentialCache(lambda: creds("AK", lifetime=3600)).get().access_key_id == "AK"
 
 
-_FORK_FROM_A_THREAD = """
+_FORK_FROM_A_THREAD = (
+    CTRL_C_RAISES
+    + """
 import os, signal, sys, threading, time
 from creds_core import CredentialCache, Credentials
 
@@ -318,6 +321,7 @@ thread.join(120)
 gate.set()
 print(codes)
 """
+)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
