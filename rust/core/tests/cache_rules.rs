@@ -9,26 +9,6 @@ use std::time::Duration;
 use common::*;
 use creds_core::{AdvisoryRefresh, Clock as _, CredentialCache, ManualClock, RefreshPolicy};
 use futures::poll;
-use tokio::task::JoinHandle;
-
-type Outcome = creds_core::Result<Arc<creds_core::Entry>>;
-
-fn spawn_get(cache: &CredentialCache) -> JoinHandle<Outcome> {
-    let cache = cache.clone();
-    tokio::spawn(async move { cache.get().await })
-}
-
-async fn get_key(cache: &CredentialCache) -> std::result::Result<String, ErrorKind> {
-    key_of(&within(Duration::from_secs(10), "get()", cache.get()).await)
-}
-
-async fn join_key(handle: JoinHandle<Outcome>) -> std::result::Result<String, ErrorKind> {
-    key_of(
-        &within(Duration::from_secs(10), "spawned get()", handle)
-            .await
-            .expect("get() task panicked"),
-    )
-}
 
 // ---------------------------------------------------------------------------------------------
 // Fresh credentials and credentials without expiry

@@ -16,10 +16,6 @@ fn sso_expired() -> Answer {
     )
 }
 
-async fn get_key(cache: &creds_core::CredentialCache) -> Result<String, ErrorKind> {
-    key_of(&within(Duration::from_secs(10), "get()", cache.get()).await)
-}
-
 #[tokio::test]
 async fn needs_user_serves_valid_credentials_then_raises_at_once_without_backoff() {
     let clock = manual_clock();

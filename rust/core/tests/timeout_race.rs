@@ -12,27 +12,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use common::*;
 use creds_core::{CredentialCache, ManualClock, TokioClock};
 use futures::poll;
-use tokio::task::JoinHandle;
-
-type Outcome = creds_core::Result<Arc<creds_core::Entry>>;
 
 /// A caller's `get()`, owned by the test and polled by hand.
 type Caller = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 const TIMEOUT: Duration = Duration::from_secs(5); // the default load_timeout
-
-fn spawn_get(cache: &CredentialCache) -> JoinHandle<Outcome> {
-    let cache = cache.clone();
-    tokio::spawn(async move { cache.get().await })
-}
-
-async fn join_key(handle: JoinHandle<Outcome>) -> std::result::Result<String, ErrorKind> {
-    key_of(
-        &within(Duration::from_secs(10), "spawned get()", handle)
-            .await
-            .expect("get() task panicked"),
-    )
-}
 
 /// Fills the cache with `OLD` (15-minute credentials), lets them expire, and starts a caller
 /// whose refresh hangs; returns that caller once it is blocked on its load timeout.

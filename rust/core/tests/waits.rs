@@ -12,26 +12,7 @@ use creds_core::{AdvisoryRefresh, CredentialCache, RefreshPolicy, TokioClock};
 use futures::poll;
 use tokio::task::JoinHandle;
 
-type Outcome = creds_core::Result<Arc<creds_core::Entry>>;
-
 const TIMEOUT: Duration = Duration::from_secs(5); // the default load_timeout
-
-fn spawn_get(cache: &CredentialCache) -> JoinHandle<Outcome> {
-    let cache = cache.clone();
-    tokio::spawn(async move { cache.get().await })
-}
-
-async fn get_key(cache: &CredentialCache) -> std::result::Result<String, ErrorKind> {
-    key_of(&within(Duration::from_secs(10), "get()", cache.get()).await)
-}
-
-async fn join_key(handle: JoinHandle<Outcome>) -> std::result::Result<String, ErrorKind> {
-    key_of(
-        &within(Duration::from_secs(10), "spawned get()", handle)
-            .await
-            .expect("get() task panicked"),
-    )
-}
 
 // ---------------------------------------------------------------------------------------------
 // One wait per refresh

@@ -342,6 +342,31 @@ pub fn key_of(outcome: &Result<Arc<creds_core::Entry>>) -> std::result::Result<S
     }
 }
 
+/// What a caller's `get()` answers.
+pub type Outcome = Result<Arc<creds_core::Entry>>;
+
+/// A caller's `get()` on a task of its own.
+pub fn spawn_get(cache: &CredentialCache) -> tokio::task::JoinHandle<Outcome> {
+    let cache = cache.clone();
+    tokio::spawn(async move { cache.get().await })
+}
+
+/// The result of one `get()`, as [`key_of`] gives it (10 s at most).
+pub async fn get_key(cache: &CredentialCache) -> std::result::Result<String, ErrorKind> {
+    await_key(cache.get()).await
+}
+
+/// The result of a [`spawn_get`] caller, as [`key_of`] gives it (10 s at most).
+pub async fn join_key(
+    handle: tokio::task::JoinHandle<Outcome>,
+) -> std::result::Result<String, ErrorKind> {
+    key_of(
+        &within(Duration::from_secs(10), "spawned get()", handle)
+            .await
+            .expect("get() task panicked"),
+    )
+}
+
 /// The result of `lookup` (a caller's `get()` that the test owns and may have polled by hand
 /// so far), as [`key_of`] gives it; fails the test if it does not finish within 10 s.
 pub async fn await_key(
