@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
+import subprocess
 import threading
 import time
 import uuid
@@ -118,3 +120,17 @@ async def wait_until_async(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not reached within {timeout:g} s")
         await asyncio.sleep(0.005)
+
+
+def serve_variables(proc: subprocess.Popen[str]) -> dict[str, str]:
+    """The two ``export NAME=value`` lines that ``creds-core serve`` prints first, read from
+    its stdout (fails if it exits before)."""
+    assert proc.stdout is not None
+    variables: dict[str, str] = {}
+    while len(variables) < 2:
+        line = proc.stdout.readline()
+        assert line, f"serve exited early: {proc.communicate(timeout=10)}"
+        if line.startswith("export "):
+            name, _, value = line[len("export ") :].strip().partition("=")
+            variables[name] = shlex.split(value)[0]
+    return variables

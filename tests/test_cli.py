@@ -33,6 +33,7 @@ from creds_core import cli
 from creds_core._cli import doctor as doctor_module
 from creds_core._cli.export import LOOP_VARIABLE
 from creds_core._cli.serve import check_host
+from helpers import serve_variables
 from server_fixtures import ImdsServer, StsServer
 
 pytestmark = pytest.mark.usefixtures("isolated_aws")
@@ -262,14 +263,7 @@ def serve(env_creds: None) -> Iterator[tuple[subprocess.Popen[str], dict[str, st
         text=True,
     )
     try:
-        assert proc.stdout is not None
-        variables: dict[str, str] = {}
-        while len(variables) < 2:
-            line = proc.stdout.readline()
-            assert line, f"serve exited early: {proc.communicate(timeout=10)}"
-            if line.startswith("export "):
-                name, _, value = line[len("export ") :].strip().partition("=")
-                variables[name] = shlex.split(value)[0]
+        variables = serve_variables(proc)
         yield proc, variables
     finally:
         if proc.poll() is None:

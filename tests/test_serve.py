@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import resource
-import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from creds_core._cli.serve import is_loopback_host
+from helpers import serve_variables
 
 pytestmark = pytest.mark.usefixtures("isolated_aws")
 
@@ -92,14 +92,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int, str]]:
         env=env,
     )
     try:
-        assert proc.stdout is not None
-        variables: dict[str, str] = {}
-        while len(variables) < 2:
-            line = proc.stdout.readline()
-            assert line, f"serve exited early: {proc.communicate(timeout=10)}"
-            if line.startswith("export "):
-                name, _, value = line[len("export ") :].strip().partition("=")
-                variables[name] = shlex.split(value)[0]
+        variables = serve_variables(proc)
         url = urlsplit(variables["AWS_CONTAINER_CREDENTIALS_FULL_URI"])
         assert url.hostname is not None and url.port is not None
         yield url.hostname, url.port, variables["AWS_CONTAINER_AUTHORIZATION_TOKEN"]
