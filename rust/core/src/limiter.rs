@@ -121,6 +121,10 @@ struct Control {
     last_decrease: Option<SystemTime>,
     /// The rate just before the last halving: the recovery curve climbs back to it.
     rate_before_decrease: f64,
+    /// When the breaker's probe was let through: a probe whose outcome is never recorded
+    /// (a call made by the caller itself that never reported back) is replaced by another one
+    /// after a cooldown, so the breaker cannot stay half-open for ever.
+    probe_started: SystemTime,
 }
 
 /// Counters of what the limiter did.
@@ -192,6 +196,18 @@ pub struct Permit {
     probe: bool,
 }
 
+/// Permission for one call that the caller makes itself (an AWS API call sent by botocore,
+/// see [`Limiter::admit`]): when it may start, and whether it is the breaker's probe (to be
+/// handed back to [`Limiter::finish`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    /// When the call may start by the rate; `None`: now.
+    pub start: Option<SystemTime>,
+    /// How long from now that is (zero: now).
+    pub wait: Duration,
+    pub probe: bool,
+}
+
 /// How a source call ended, as the limiter counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallOutcome {
@@ -257,6 +273,7 @@ impl Limiter {
                 breaker: BreakerState::Closed,
                 last_decrease: None,
                 rate_before_decrease: 0.0,
+                probe_started: now,
             }),
             clock,
             stats: LimiterStats::default(),
@@ -391,6 +408,11 @@ impl Limiter {
             BreakerState::Closed => Ok(false),
             BreakerState::Open { until } if now >= until => {
                 c.breaker = BreakerState::HalfOpen;
+                c.probe_started = now;
+                Ok(true)
+            }
+            BreakerState::HalfOpen if now >= c.probe_started + self.config.cooldown => {
+                c.probe_started = now;
                 Ok(true)
             }
             BreakerState::Open { .. } | BreakerState::HalfOpen => {
@@ -429,6 +451,39 @@ impl Limiter {
         let start = tat.checked_sub(tolerance).map_or(now, |t| t.max(now));
         c.tat = tat + interval;
         (start > now).then_some(start)
+    }
+
+    /// Admit one call made by the caller itself, without a concurrency slot: its start time
+    /// by the rate (a reservation in order of arrival, as for source calls), and whether it
+    /// is the breaker's probe. Never waits, so it costs one lock and one clock read; the
+    /// caller waits until `start` (releasing whatever it holds) and reports the outcome to
+    /// [`Limiter::finish`].
+    ///
+    /// # Errors
+    /// The breaker is open: fail fast.
+    pub fn admit(&self) -> Result<Admission, CredentialsError> {
+        let probe = self.pass_breaker()?;
+        let start = self.reserve();
+        let wait = start.map_or(Duration::ZERO, |t| {
+            t.duration_since(self.clock.now()).unwrap_or_default()
+        });
+        if start.is_some() {
+            self.stats.waited_for_rate.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.acquired.fetch_add(1, Ordering::Relaxed);
+        Ok(Admission { start, wait, probe })
+    }
+
+    /// Record how a call admitted by [`Limiter::admit`] ended.
+    pub fn finish(&self, admission: Admission, outcome: CallOutcome) {
+        self.record_call(
+            Permit {
+                _slot: None,
+                probe: admission.probe,
+            },
+            outcome,
+            false,
+        );
     }
 
     /// Record how the call made under `permit` ended.
@@ -534,7 +589,7 @@ impl Limiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use crate::clock::{Clock, ManualClock};
 
     fn limiter(config: LimiterConfig) -> (Arc<ManualClock>, Limiter) {
         let clock = Arc::new(ManualClock::default());
@@ -746,6 +801,87 @@ mod tests {
         let p = l.acquire(false, never()).await.unwrap();
         l.record(p, CallOutcome::Throttled);
         assert_eq!(l.current_rate(), Some(25.0));
+    }
+
+    #[test]
+    fn admitted_calls_past_the_burst_start_one_interval_apart_in_order_of_arrival() {
+        let (clock, l) = limiter(LimiterConfig {
+            rate: Some(4.0),
+            burst: Some(2.0),
+            ..LimiterConfig::default()
+        });
+        let t0 = clock.now();
+        let admitted: Vec<_> = (0..5).map(|_| l.admit().unwrap()).collect();
+        let starts: Vec<_> = admitted.iter().map(|a| a.start).collect();
+        assert_eq!(admitted[4].wait, Duration::from_millis(750));
+        let ms = |s: Option<SystemTime>| {
+            s.map(|t| t.duration_since(t0).unwrap().as_millis())
+        };
+        assert_eq!(
+            starts.iter().map(|s| ms(*s)).collect::<Vec<_>>(),
+            vec![None, None, Some(250), Some(500), Some(750)]
+        );
+        assert_eq!(l.stats().acquired.load(Ordering::Relaxed), 5);
+        assert_eq!(l.stats().waited_for_rate.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn an_admitted_throttled_call_halves_the_rate_and_recovery_needs_successes() {
+        let (clock, l) = limiter(LimiterConfig {
+            rate: Some(20.0),
+            ..LimiterConfig::default()
+        });
+        let a = l.admit().unwrap();
+        l.finish(a, CallOutcome::Throttled);
+        assert_eq!(l.current_rate(), Some(10.0));
+        clock.advance(Duration::from_secs(60));
+        let a = l.admit().unwrap();
+        l.finish(a, CallOutcome::Success);
+        assert_eq!(l.current_rate(), Some(20.0), "recovered, capped at the configured rate");
+    }
+
+    #[test]
+    fn admitted_failures_open_the_breaker_then_one_probe_closes_it() {
+        let (clock, l) = limiter(LimiterConfig {
+            failure_threshold: 2,
+            cooldown: Duration::from_secs(10),
+            ..LimiterConfig::default()
+        });
+        for _ in 0..2 {
+            let a = l.admit().unwrap();
+            assert!(!a.probe);
+            l.finish(a, CallOutcome::Failure);
+        }
+        let err = l.admit().unwrap_err();
+        assert_eq!(err.code(), Some("CircuitBreakerOpen"));
+        clock.advance(Duration::from_secs(10));
+        let probe = l.admit().unwrap();
+        assert!(probe.probe);
+        assert!(l.admit().is_err(), "one probe at a time");
+        l.finish(probe, CallOutcome::Success);
+        assert_eq!(l.breaker(), BreakerState::Closed);
+        assert!(!l.admit().unwrap().probe);
+    }
+
+    #[test]
+    fn a_probe_that_never_reports_back_is_replaced_after_a_cooldown() {
+        let (clock, l) = limiter(LimiterConfig {
+            failure_threshold: 1,
+            cooldown: Duration::from_secs(10),
+            ..LimiterConfig::default()
+        });
+        let a = l.admit().unwrap();
+        l.finish(a, CallOutcome::Failure);
+        clock.advance(Duration::from_secs(10));
+        let lost = l.admit().unwrap();
+        assert!(lost.probe);
+        clock.advance(Duration::from_secs(9));
+        assert!(l.admit().is_err(), "the probe is still in flight");
+        clock.advance(Duration::from_secs(1));
+        let second = l.admit().unwrap();
+        assert!(second.probe, "a new probe once the lost one has had a cooldown");
+        l.finish(second, CallOutcome::Success);
+        assert_eq!(l.breaker(), BreakerState::Closed);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use creds_core::limiter::BreakerState;
+use creds_core::limiter::{Admission, BreakerState, CallOutcome};
 use creds_core::{Limiter, LimiterConfig, SharedClock};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -90,6 +90,40 @@ impl PyLimiter {
         Ok(d)
     }
 
+    /// Admit one call that the caller makes itself (e.g. an AWS API call): `(wait, probe)`,
+    /// the seconds to wait before sending it (its place by the rate, in order of arrival) and
+    /// whether it is the breaker's probe; `None` while the breaker is open (fail fast). Never
+    /// waits itself. Report how the call ended with `finish(probe, outcome)`.
+    fn admit(&self) -> Option<(f64, bool)> {
+        self.limiter
+            .admit()
+            .ok()
+            .map(|a| (a.wait.as_secs_f64(), a.probe))
+    }
+
+    /// How a call admitted by `admit()` ended: `"success"` (the service answered, also with
+    /// an error of the caller's), `"throttled"` (slow down) or `"failure"` (5xx, network: the
+    /// breaker counts it).
+    fn finish(&self, probe: bool, outcome: &str) -> PyResult<()> {
+        let outcome = match outcome {
+            "success" => CallOutcome::Success,
+            "throttled" => CallOutcome::Throttled,
+            "failure" => CallOutcome::Failure,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "outcome must be 'success', 'throttled' or 'failure', not {other:?}"
+                )))
+            }
+        };
+        let admission = Admission {
+            start: None,
+            wait: std::time::Duration::ZERO,
+            probe,
+        };
+        self.limiter.finish(admission, outcome);
+        Ok(())
+    }
+
     /// `"closed"`, `"open"` or `"half-open"`.
     #[getter]
     fn breaker(&self) -> &'static str {
@@ -108,6 +142,11 @@ impl PyLimiter {
     #[getter]
     fn rate(&self) -> Option<f64> {
         self.limiter.config().rate
+    }
+
+    #[getter]
+    fn burst(&self) -> Option<f64> {
+        self.limiter.config().burst
     }
 
     #[getter]
