@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
+from typing import TYPE_CHECKING
 
 from creds_core._core import (
     CredentialCache,
@@ -29,7 +30,11 @@ from creds_core._core import (
 )
 from creds_core._provider import Provider
 
+if TYPE_CHECKING:
+    from creds_core.api_limits import ApiLimits
+
 __all__ = [
+    "ApiLimits",
     "CredentialCache",
     "CredentialCycleError",
     "Credentials",
@@ -47,6 +52,17 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # ApiLimits imports botocore (its circuit error is a BotoCoreError): loaded on first use,
+    # so that ``import creds_core`` stays light.
+    if name == "ApiLimits":
+        from creds_core.api_limits import ApiLimits
+
+        return ApiLimits
+    raise AttributeError(f"module 'creds_core' has no attribute {name!r}")
+
 
 # A cache built before fork() keeps working in the child: the runtime is rebuilt there.
 if hasattr(os, "register_at_fork"):

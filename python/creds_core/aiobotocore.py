@@ -40,6 +40,7 @@ cache entry for the key that signed it is invalidated and the call retried once,
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import threading
 import weakref
@@ -72,10 +73,13 @@ from creds_core._core import (
     Limiter,
 )
 from creds_core._sessions import PersistentTrie, copy_emitter
+from creds_core.api_limits import ApiHooks, ApiLimits
 from creds_core.boto3 import (
+    _API_LIMITS,
     _KEYED_ARGUMENTS,
     _freeze,
     _role_cache,
+    _use_api_limits,
     sts_limiter,
 )
 from creds_core.boto3 import (
@@ -95,6 +99,7 @@ if TYPE_CHECKING:  # the shared tier needs the extra creds_core[redis]
 
 __all__ = [
     "METHOD",
+    "AioApiHooks",
     "AioAssumeRoleProvider",
     "AioCacheCredentials",
     "assume_role",
@@ -182,6 +187,37 @@ class _RejectedCredentialsHooks(_SyncRejectedCredentialsHooks):
         return self._verdict(rejected, fresh, None)
 
 
+class AioApiHooks(ApiHooks):
+    """The :class:`~creds_core.ApiLimits` hooks of the asyncio door: an attempt waits for its
+    token with ``await asyncio.sleep`` on the caller's loop (never blocking it), and the
+    account is read with ``await cache.get_async()``."""
+
+    async def before_sign(  # type: ignore[override]
+        self, request: Any = None, request_signer: Any = None, **_: Any
+    ) -> None:
+        call = self._call_of(request)
+        if call is None:
+            return
+        if call.bucket is None:
+            self._place(call, request, request_signer, await self._account_async(request_signer))
+        wait = self._admit(call)
+        if wait > 0.0:
+            await asyncio.sleep(wait)
+
+    async def _account_async(self, request_signer: Any) -> str:
+        credentials = getattr(request_signer, "_credentials", None)
+        if isinstance(credentials, CacheAdapter):
+            current = await credentials.cache.get_async()
+            return current.account_id or current.access_key_id
+        if credentials is None:
+            return "anonymous"
+        frozen = credentials.get_frozen_credentials()
+        if inspect.isawaitable(frozen):
+            frozen = await frozen
+        account = getattr(frozen, "account_id", None)
+        return str(account or getattr(frozen, "access_key", None) or "anonymous")
+
+
 def _attach(
     aio_session: AioSession, cache: CredentialCache, *, new: bool = False
 ) -> AioCacheCredentials:
@@ -249,6 +285,7 @@ def install(
     provider: ProviderLike | None = None,
     *,
     cache_options: Mapping[str, Any] | None = None,
+    api_limits: ApiLimits | None = None,
     **options: Any,
 ) -> CredentialCache:
     """Make ``aio_session`` sign every request through a CredentialCache.
@@ -258,7 +295,9 @@ def install(
     be empty then); None uses what the session would: credentials set on it in code, else
     ``creds_core.providers.default_chain`` for its profile.  ``cache_options`` are passed to
     :class:`CredentialCache`, as ``cache_options={...}`` like everywhere else in creds_core, or
-    as keyword arguments.  Clients created afterwards use the cache.  Returns the cache.
+    as keyword arguments.  ``api_limits``: a :class:`~creds_core.ApiLimits` every API call of
+    the clients created afterwards draws from (its waits are awaited on the caller's loop).
+    Clients created afterwards use the cache.  Returns the cache.
     """
     aio_session = _check_session(aio_session)
     merged = {**(cache_options or {}), **options}
@@ -273,6 +312,7 @@ def install(
         merged.setdefault("name", f"aiobotocore profile {profile}" if profile else "aio")
         cache = CredentialCache(provider, **merged)
     _attach(aio_session, cache)
+    _use_api_limits(aio_session, api_limits, AioApiHooks)
     return cache
 
 
@@ -280,13 +320,14 @@ def session(
     provider: ProviderLike | None = None,
     *,
     cache_options: Mapping[str, Any] | None = None,
+    api_limits: ApiLimits | None = None,
     **aio_session_kwargs: Any,
 ) -> AioSession:
     """A new ``AioSession(**aio_session_kwargs)`` that signs through a CredentialCache
-    (``provider`` and ``cache_options`` as in :func:`install`; the cache is
+    (``provider``, ``cache_options`` and ``api_limits`` as in :func:`install`; the cache is
     :func:`get_cache` of it)."""
     result = AioSession(**aio_session_kwargs)
-    install(result, provider, cache_options=cache_options)
+    install(result, provider, cache_options=cache_options, api_limits=api_limits)
     return result
 
 
@@ -540,10 +581,13 @@ def _template_for(loader: Any) -> _AioTemplate:
         return template
 
 
-def _role_session(like: AioSession, cache: CredentialCache) -> AioSession:
+def _role_session(
+    like: AioSession, cache: CredentialCache, api_limits: ApiLimits | None = None
+) -> AioSession:
     template = _template_for(like.get_component("data_loader"))
     result = template.session(like.instance_variables())
     _attach(result, cache, new=True)
+    _use_api_limits(result, api_limits, AioApiHooks)
     # The role's cache and the template live as long as a session made for them does.
     result._creds_core_role = (cache, template)
     return result
@@ -559,6 +603,7 @@ def assume_role(
     limiter: Limiter | Literal[False] | None = None,
     cache_options: Mapping[str, Any] | None = None,
     shared: RedisTier | None = None,
+    api_limits: ApiLimits | Literal[False] | None = None,
     **assume_role_kwargs: Any,
 ) -> AioSession:
     """A new AioSession with the credentials of ``role_arn``, assumed from ``source``.
@@ -579,12 +624,19 @@ def assume_role(
     per role and refresh (the entry's name is the one the sync module uses, so sync and asyncio
     processes share it).  The tier's Redis calls and waits run on a provider thread of
     creds_core, the STS call still as a coroutine on creds_core's loop: never on the caller's.
+
+    ``api_limits``: the :class:`~creds_core.ApiLimits` of the role session's API calls;
+    None inherits the source session's (an AioSession or a boto3/botocore Session given
+    ``api_limits=``), ``False`` for none.
     """
     if not isinstance(role_arn, str) or not role_arn:
         raise ValueError("role_arn must be a non-empty string")
     if limiter is not None and limiter is not False and not isinstance(limiter, Limiter):
         raise TypeError("limiter must be a creds_core.Limiter, None (shared) or False (none)")
     source_cache, like = _source_cache(source)
+    limits = api_limits or None
+    if api_limits is None and not isinstance(source, CredentialCache):
+        limits = _API_LIMITS.get(getattr(source, "_session", source))
     config_source = like if like is not None else _default_like()
     provider_kwargs = dict(assume_role_kwargs)
     if provider_kwargs.get("region") is None:
@@ -632,4 +684,4 @@ def assume_role(
                 cache_options=cache_options,
             )
             _ROLE_CACHES[key] = cache
-    return _role_session(config_source, cache)
+    return _role_session(config_source, cache, limits)

@@ -71,6 +71,7 @@ from creds_core._sessions import template_for
 from creds_core.types import ProviderLike
 
 if TYPE_CHECKING:
+    from creds_core.api_limits import ApiLimits
     from creds_core.redis import RedisTier
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "EXPIRED_TOKEN_CODES",
     "METHOD",
     "CacheCredentials",
+    "api_limits_of",
     "assume_role",
     "get_cache",
     "install",
@@ -286,6 +288,31 @@ def _attach(botocore_session: Any, cache: CredentialCache) -> CacheCredentials:
     return credentials
 
 
+# The ApiLimits each session's clients go through (held weakly by session: a role session
+# inherits its source's).
+_API_LIMITS: weakref.WeakKeyDictionary[Any, ApiLimits] = weakref.WeakKeyDictionary()
+
+
+def api_limits_of(session: boto3.Session | botocore.session.Session) -> ApiLimits | None:
+    """The :class:`~creds_core.ApiLimits` the clients of ``session`` go through, if any."""
+    return _API_LIMITS.get(_botocore_session(session))
+
+
+def _use_api_limits(
+    botocore_session: Any, limits: ApiLimits | None, hooks_class: Any = None
+) -> None:
+    """Make the clients ``botocore_session`` creates from now on draw from ``limits`` (through
+    ``hooks_class``: the sync door's :class:`~creds_core.api_limits.ApiHooks` by default)."""
+    if limits is None:
+        return
+    from creds_core.api_limits import ApiHooks, ApiLimits
+
+    if not isinstance(limits, ApiLimits):
+        raise TypeError(f"api_limits must be a creds_core.ApiLimits, not {type(limits).__name__}")
+    (hooks_class or ApiHooks)(limits).register(botocore_session)
+    _API_LIMITS[botocore_session] = limits
+
+
 def _hook_client(botocore_session: Any, client: Any) -> None:
     """``on_client`` of role sessions: a client that signs with the session's cache gets the
     rejected-credentials hooks on its own emitter (the session's emitter stays shared)."""
@@ -330,6 +357,7 @@ def install(
     provider: ProviderLike | None = None,
     *,
     cache_options: Mapping[str, Any] | None = None,
+    api_limits: ApiLimits | None = None,
     **options: Any,
 ) -> CredentialCache:
     """Make ``session`` (boto3 or botocore) sign every request through a CredentialCache.
@@ -341,6 +369,10 @@ def install(
     sessions of many threads); ``cache_options`` must be empty then.  ``cache_options`` are
     passed to :class:`CredentialCache` (``load_timeout``, ``clock``, ``limiter``, ``name``...),
     as ``cache_options={...}`` like everywhere else in creds_core, or as keyword arguments.
+
+    ``api_limits``: a :class:`~creds_core.ApiLimits`; every API call of the clients created
+    from the session afterwards waits for its (account, region, service) bucket's token,
+    shared with every other session given the same ApiLimits.
 
     Clients created from the session afterwards use the cache; clients created before keep
     their old credentials.  Returns the cache.
@@ -358,6 +390,7 @@ def install(
         merged.setdefault("name", f"boto3 profile {profile}" if profile else "boto3")
         cache = CredentialCache(provider, **merged)
     _attach(botocore_session, cache)
+    _use_api_limits(botocore_session, api_limits)
     return cache
 
 
@@ -365,6 +398,7 @@ def session(
     provider: ProviderLike | None = None,
     *,
     cache_options: Mapping[str, Any] | None = None,
+    api_limits: ApiLimits | None = None,
     **boto3_session_kwargs: Any,
 ) -> boto3.Session:
     """A new ``boto3.Session(**boto3_session_kwargs)`` that signs through a CredentialCache.
@@ -372,12 +406,14 @@ def session(
     ``provider`` None: the credentials given as ``aws_access_key_id``... if any, else
     ``creds_core.providers.default_chain`` for ``profile_name`` (botocore's order; without a
     profile, AWS_PROFILE or ``default``).  ``cache_options``: passed to
-    :class:`CredentialCache`.  The cache is ``creds_core.boto3.get_cache(session)``.
+    :class:`CredentialCache`.  ``api_limits``: a :class:`~creds_core.ApiLimits` every API
+    call of the session's clients draws from.  The cache is
+    ``creds_core.boto3.get_cache(session)``.
     """
     if provider is not None and boto3_session_kwargs.get("aws_access_key_id") is not None:
         raise TypeError("give either a provider or aws_access_key_id/aws_secret_access_key")
     result = boto3.Session(**boto3_session_kwargs)
-    install(result, provider, **dict(cache_options or {}))
+    install(result, provider, api_limits=api_limits, **dict(cache_options or {}))
     return result
 
 
@@ -482,7 +518,9 @@ def _source_cache(botocore_session: Any) -> CredentialCache:
         return cache
 
 
-def _role_session(source: Any, cache: CredentialCache) -> boto3.Session:
+def _role_session(
+    source: Any, cache: CredentialCache, api_limits: ApiLimits | None = None
+) -> boto3.Session:
     """A new boto3 session configured like ``source`` that signs with ``cache``.
 
     Role sessions of one data loader (the source's) share it and everything else a
@@ -498,9 +536,11 @@ def _role_session(source: Any, cache: CredentialCache) -> boto3.Session:
             plain.set_config_variable(name, value)
         plain.register_component("data_loader", source.get_component("data_loader"))
         _attach(plain, cache)
+        _use_api_limits(plain, api_limits)
         return boto3.Session(botocore_session=plain)
     fresh = template.botocore_session(source.instance_variables(), on_client=_hook_client)
     _set_credentials(fresh, cache)
+    _use_api_limits(fresh, api_limits)
     return template.boto3_session(fresh)
 
 
@@ -599,6 +639,7 @@ def assume_role(
     limiter: Limiter | Literal[False] | None = None,
     cache_options: Mapping[str, Any] | None = None,
     shared: RedisTier | None = None,
+    api_limits: ApiLimits | Literal[False] | None = None,
     **assume_role_kwargs: Any,
 ) -> boto3.Session:
     """A new boto3 session with the credentials of ``role_arn``, assumed from ``session``.
@@ -645,6 +686,10 @@ def assume_role(
     ``shared``: a :class:`creds_core.redis.RedisTier`; the role's refreshes then go through
     it, so that every process sharing the tier makes one AssumeRole call per refresh (the
     entry is named after the role ARN and the AssumeRole arguments that change the answer).
+
+    ``api_limits``: the :class:`~creds_core.ApiLimits` the role session's API calls draw
+    from; None (the default) inherits the source session's, ``False`` for none.  The role's
+    calls count against the role's account (from the role ARN).
     """
     from creds_core.providers.assume_role import AssumeRoleProvider
 
@@ -653,6 +698,7 @@ def assume_role(
     if limiter is not None and limiter is not False and not isinstance(limiter, Limiter):
         raise TypeError("limiter must be a creds_core.Limiter, None (shared) or False (none)")
     source = _botocore_session(session)
+    limits = _API_LIMITS.get(source) if api_limits is None else (api_limits or None)
     source_cache = _source_cache(source)
     key = (
         source_cache,
@@ -701,4 +747,4 @@ def assume_role(
                     cache_options=cache_options,
                 )
                 _ROLE_CACHES[key] = cache
-    return _role_session(source, cache)
+    return _role_session(source, cache, limits)

@@ -54,6 +54,7 @@ from creds_core._core import CredentialsError, Limiter
 if TYPE_CHECKING:  # the asyncio twin needs the extra creds_core[aio]; fan_out does not
     from aiobotocore.session import AioSession
 
+    from creds_core.api_limits import ApiLimits
     from creds_core.redis import RedisTier
 
 __all__ = ["DEFAULT_LOAD_TIMEOUT", "FanOutResult", "fan_out", "fan_out_async", "role_arn_for"]
@@ -208,6 +209,7 @@ def fan_out(
     limiter: Limiter | Literal[False] | None = None,
     cache_options: Mapping[str, Any] | None = None,
     shared: RedisTier | None = None,
+    api_limits: ApiLimits | Literal[False] | None = None,
     **assume_role_kwargs: Any,
 ) -> FanOutResult[T, R]:
     """Call ``fn(session, target)`` for every target, each with a session of its own role,
@@ -224,7 +226,9 @@ def fan_out(
     :func:`creds_core.boto3.assume_role` (``role_session_name``, ``external_id``,
     ``duration_seconds``, ``policy``, ``region``, ``endpoint_url``...).  ``shared``: a
     :class:`creds_core.redis.RedisTier` shared by every process of a fleet (one AssumeRole
-    per role and refresh across all of them).
+    per role and refresh across all of them).  ``api_limits``: a :class:`creds_core.ApiLimits`
+    that every API call of every role session draws from (one bucket per account, region and
+    service, shared by all threads; None: the source session's, if it has one).
 
     ``fn`` runs on the pool's threads, so it must be thread-safe; it may create clients from
     its session freely (they are cheap).  ``KeyboardInterrupt`` is re-raised at once; the
@@ -252,6 +256,7 @@ def fan_out(
             limiter=limiter,
             cache_options=options,
             shared=shared,
+            api_limits=api_limits,
             **assume_role_kwargs,
         )
         cache = get_cache(role)
@@ -366,6 +371,7 @@ async def fan_out_async(
     limiter: Limiter | Literal[False] | None = None,
     cache_options: Mapping[str, Any] | None = None,
     shared: RedisTier | None = None,
+    api_limits: ApiLimits | Literal[False] | None = None,
     **assume_role_kwargs: Any,
 ) -> FanOutResult[T, R]:
     """The asyncio twin of :func:`fan_out`: ``await fn(session, target)`` for every target,
@@ -381,7 +387,8 @@ async def fan_out_async(
     clients it needs (``async with session.create_client("s3") as s3``).  Targets, ``role_name``
     / ``role_arn``, ``progress``, ``limiter``, ``cache_options``, ``shared`` (a
     :class:`creds_core.redis.RedisTier`: one AssumeRole per role and refresh across every
-    process of a fleet, sync or asyncio) and the other keyword arguments are as for
+    process of a fleet, sync or asyncio), ``api_limits`` (awaited on this loop) and the other
+    keyword arguments are as for
     :func:`fan_out`.  Cancelling the fan-out cancels the targets in
     progress.
     """
@@ -416,6 +423,7 @@ async def fan_out_async(
             limiter=limiter,
             cache_options=options,
             shared=shared,
+            api_limits=api_limits,
             **assume_role_kwargs,
         )
         cache = get_cache(role)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Literal, Optional, Protocol, TypedDict, Union
 from creds_core._core import CredentialCache, Credentials, ProviderChain
 
 __all__ = [
+    "ApiBucketStats",
     "BreakerState",
     "CacheInspection",
     "CacheState",
@@ -104,3 +105,22 @@ class LimiterStats(TypedDict):
     breaker_closed: int
     current_rate: Optional[float]  # calls per second now (None: no rate limit)
     breaker: BreakerState
+
+
+class ApiBucketStats(TypedDict):
+    """``ApiLimits.stats()[key]``: one bucket of an :class:`creds_core.ApiLimits`."""
+
+    account: str
+    region: str
+    service: str
+    bucket: str  # the rule, the operation, or EC2's per-API bucket name
+    capacity: Optional[float]  # tokens the bucket holds (None: no known quota)
+    refill: Optional[float]  # tokens a second (None: no known quota)
+    acquired: int  # attempts admitted (sent or about to be)
+    waited: int  # attempts that waited for the rate
+    throttled: int  # throttling answers
+    failures: int  # 5xx answers and connection errors
+    rejected_open: int  # calls failed fast while the breaker was open
+    current_rate: Optional[float]  # tokens a second now (None: unlimited)
+    breaker: BreakerState
+    last_error: Optional[str]  # the last failure counted (no secret)

@@ -1,0 +1,519 @@
+"""AWS as one shared resource for every API call: :class:`ApiLimits`.
+
+botocore retries a throttled call per client, and its adaptive mode keeps one token bucket
+per client: 64 threads and 1,000 clients against one account's quota learn nothing from each
+other, and a discovery tool that fans out over many accounts and APIs drowns in throttling
+errors.  An :class:`ApiLimits` is one registry of token buckets shared by every client,
+thread and session given it (and, with ``shared=``, by every process of a fleet):
+
+* a bucket per (account, region, service, bucket), made on first use.  The bucket of a call
+  comes from the first rule that matches ``service:Operation`` (``"ec2:Describe*"``,
+  ``"iam"``, ``"s3:ListObjectsV2"``): one bucket per rule, or one per operation with
+  ``per_operation=True``.  Without a matching rule, EC2 calls use EC2's documented buckets
+  (one per API; see ``creds_core._ec2_quotas``) and any other service starts unlimited and
+  adapts once it throttles;
+* every attempt of every call waits for its bucket's token before it is signed and sent
+  (threads sleep without the GIL; coroutines ``await`` on their own loop);
+* a throttling answer (botocore's throttling codes, EC2's ``RequestLimitExceeded``, HTTP 429)
+  slows that bucket for everyone (the :class:`~creds_core.Limiter`'s CUBIC curve: halved,
+  then recovering with time), and the throttled attempt is retried through the bucket until
+  the call's ``max_wait`` has passed: sustained throttling slows the work, it does not fail
+  it.  Other errors keep botocore's retry configuration;
+* consecutive 5xx answers and connection errors open the bucket's circuit breaker: calls
+  fail fast with :class:`ApiCircuitOpen` (naming the service, region and last error) for
+  ``cooldown`` seconds, then one probe call goes through.  Throttling never opens it.
+
+Each bucket is a :class:`creds_core.Limiter` (``admit()`` / ``finish()``): the rate, the
+adaptive curve and the breaker are the ones credential refreshes use.  Plug it in with one
+keyword: ``api_limits=`` on ``creds_core.boto3.session`` / ``install`` / ``assume_role``,
+``creds_core.fanout.fan_out`` / ``fan_out_async`` and the ``creds_core.aiobotocore`` doors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import math
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from creds_core._botocore import CacheAdapter
+from creds_core._core import THROTTLING_CODES, Limiter
+from creds_core._ec2_quotas import UNFILTERED_SENSITIVE, Quota, ec2_bucket
+from creds_core._sessions import warn_once
+from creds_core.types import ApiBucketStats
+
+if TYPE_CHECKING:
+    from creds_core.redis import RedisTier
+
+__all__ = ["ApiCircuitOpen", "ApiLimits", "ApiRule"]
+
+_RULE_KEYS = frozenset({"rate", "burst", "per_operation", "adaptive"})
+# A Limiter's concurrency cap is not used by admitted calls; it only has to be valid.
+_NO_CONCURRENCY_CAP = 1 << 20
+_THROTTLING = frozenset(THROTTLING_CODES)
+# Credential fetches are paced by the credential Limiter (creds_core.boto3.sts_limiter), with
+# load_timeout and static stability: they do not also queue at an API bucket.
+_CREDENTIAL_OPERATIONS = frozenset(
+    {
+        ("sts", "AssumeRole"),
+        ("sts", "AssumeRoleWithWebIdentity"),
+        ("sts", "AssumeRoleWithSAML"),
+        ("sts", "GetSessionToken"),
+        ("sso", "GetRoleCredentials"),
+        ("sso-oidc", "CreateToken"),
+        ("signin", "CreateOAuth2Token"),
+    }
+)
+
+
+def _circuit_open_base() -> type[Exception]:
+    from botocore.exceptions import BotoCoreError
+
+    return BotoCoreError
+
+
+class ApiCircuitOpen(_circuit_open_base()):  # type: ignore[misc]
+    """A call failed fast: its bucket's circuit breaker is open after repeated 5xx answers or
+    connection errors.  A ``botocore.exceptions.BotoCoreError``, so code that handles
+    botocore's connection errors handles it too."""
+
+    fmt = (
+        "creds_core: {service} in {region} (account {account}) is failing ({last_error}); "
+        "calls fail fast for up to {cooldown:.0f}s, then one probe call is sent"
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.service: str = kwargs["service"]
+        self.region: str = kwargs["region"]
+        self.account: str = kwargs["account"]
+        self.last_error: str = kwargs["last_error"]
+
+
+def _positive(name: str, value: Any, *, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number) or number <= minimum or number > 1e9:
+        raise ValueError(
+            f"{name} must be a finite number > {minimum:g} (and at most 1e9), not {value!r}"
+        )
+    return number
+
+
+@dataclass(frozen=True)
+class ApiRule:
+    """One rule: calls matching ``pattern`` (``service`` or ``service:OperationGlob``) draw
+    from a bucket of ``burst`` tokens refilled at ``rate`` a second (None: unlimited until
+    the service throttles), one per rule or, with ``per_operation``, one per operation."""
+
+    pattern: str
+    rate: float | None
+    burst: float | None
+    per_operation: bool = False
+    adaptive: bool = True
+
+    @classmethod
+    def parse(cls, pattern: str, spec: Mapping[str, Any]) -> ApiRule:
+        if not isinstance(pattern, str) or not pattern.strip(":"):
+            raise ValueError(f"a rule is named 'service' or 'service:Operation*', not {pattern!r}")
+        if not isinstance(spec, Mapping):
+            raise TypeError(f"rule {pattern!r}: expected a mapping like {{'rate': 10}}")
+        unknown = set(spec) - _RULE_KEYS
+        if unknown:
+            raise ValueError(
+                f"rule {pattern!r}: unknown keys {sorted(unknown)}; known: {sorted(_RULE_KEYS)}"
+            )
+        rate = spec.get("rate")
+        burst = spec.get("burst")
+        return cls(
+            pattern=pattern,
+            rate=None if rate is None else _positive(f"rule {pattern!r} rate", rate),
+            burst=None
+            if burst is None
+            else _positive(f"rule {pattern!r} burst", burst, minimum=0.0),
+            per_operation=bool(spec.get("per_operation", False)),
+            adaptive=bool(spec.get("adaptive", True)),
+        )
+
+    def matches(self, service: str, operation: str) -> bool:
+        rule_service, _, rule_operation = self.pattern.partition(":")
+        if rule_service != service:
+            return False
+        return not rule_operation or fnmatch.fnmatchcase(operation, rule_operation)
+
+
+class _Bucket:
+    """One bucket: its Limiter, its key, and the last error that counted against it."""
+
+    __slots__ = ("account", "bucket", "last_error", "limiter", "quota", "region", "service")
+
+    def __init__(
+        self,
+        key: tuple[str, str, str, str],
+        quota: Quota | None,
+        rule: ApiRule | None,
+        limits: ApiLimits,
+    ) -> None:
+        self.account, self.region, self.service, self.bucket = key
+        self.quota = quota
+        self.last_error = ""
+        rate = quota.refill if quota is not None else None
+        burst = None
+        if quota is not None and quota.capacity is not None:
+            # Keep a margin of the bucket unspent, so that arrival jitter never empties the
+            # service's bucket while ours still has tokens.
+            burst = max(1.0, quota.capacity * (1.0 - limits.headroom))
+        self.limiter = Limiter(
+            _NO_CONCURRENCY_CAP,
+            rate,
+            rule.adaptive if rule is not None else True,
+            limits.clock,
+            burst=burst,
+            failure_threshold=limits.failure_threshold,
+            cooldown=limits.cooldown,
+            name=f"{self.service} {self.region} {self.account} {self.bucket}",
+        )
+
+    def circuit_open(self, cooldown: float) -> ApiCircuitOpen:
+        return ApiCircuitOpen(
+            service=self.service,
+            region=self.region,
+            account=self.account,
+            last_error=self.last_error or "repeated failures",
+            cooldown=cooldown,
+        )
+
+
+class ApiLimits:
+    """A registry of token buckets keyed by (account, region, service, bucket), shared by
+    every client, thread and session it is given to (see the module documentation).
+
+    ``rules``: ``{"ec2:Describe*": {"rate": 20, "burst": 100}, "iam": {"rate": 10}}``; the
+    first matching rule wins (in the order given), before EC2's defaults.  Keys of a rule:
+    ``rate`` (tokens a second; None: unlimited until throttled), ``burst`` (the bucket's
+    capacity, default ``max(1, rate)``), ``per_operation`` (a bucket per operation instead of
+    one per rule) and ``adaptive`` (slow down on throttling, default True).
+    ``ec2_defaults``: use EC2's documented buckets for EC2 calls no rule matches.
+    ``max_wait``: how long a call's throttled attempts are retried through its bucket
+    (seconds from the call's start), after which botocore's retry configuration decides.
+    ``headroom``: the fraction of each known bucket's capacity left unspent (arrival jitter).
+    ``failure_threshold`` / ``cooldown``: the circuit breaker of each bucket.
+    ``shared``: a :class:`creds_core.redis.RedisTier`, to share the buckets across processes.
+    """
+
+    def __init__(
+        self,
+        rules: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        ec2_defaults: bool = True,
+        max_wait: float = 60.0,
+        headroom: float = 0.1,
+        failure_threshold: int = 5,
+        cooldown: float = 30.0,
+        shared: RedisTier | None = None,
+        clock: Any = None,
+    ) -> None:
+        if rules is not None and not isinstance(rules, Mapping):
+            raise TypeError("rules must be a mapping of 'service[:Operation]' to a rule mapping")
+        self._rules = tuple(ApiRule.parse(p, s) for p, s in (rules or {}).items())
+        self.ec2_defaults = bool(ec2_defaults)
+        self.max_wait = _positive("max_wait", max_wait)
+        if isinstance(headroom, bool) or not isinstance(headroom, (int, float)):
+            raise TypeError("headroom must be a number")
+        if not 0.0 <= float(headroom) < 1.0:
+            raise ValueError(f"headroom must be in [0, 1), not {headroom!r}")
+        self.headroom = float(headroom)
+        if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int):
+            raise TypeError("failure_threshold must be an int")
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        self.failure_threshold = failure_threshold
+        self.cooldown = _positive("cooldown", cooldown)
+        self.clock = clock
+        self.shared = shared
+        self._lock = threading.Lock()
+        self._buckets: dict[tuple[str, str, str, str], _Bucket] = {}
+        # (service, operation, unfiltered) -> (bucket name, quota, rule): rules are matched
+        # once per operation, not once per call.
+        self._routes: dict[tuple[str, str, bool], tuple[str, Quota | None, ApiRule | None]] = {}
+
+    @property
+    def rules(self) -> tuple[ApiRule, ...]:
+        return self._rules
+
+    def _route(
+        self, service: str, operation: str, unfiltered: bool
+    ) -> tuple[str, Quota | None, ApiRule | None]:
+        key = (service, operation, unfiltered)
+        route = self._routes.get(key)
+        if route is not None:
+            return route
+        for rule in self._rules:
+            if rule.matches(service, operation):
+                name = operation if rule.per_operation else rule.pattern
+                quota = None
+                if rule.rate is not None:
+                    quota = Quota(
+                        rule.burst if rule.burst is not None else max(1.0, rule.rate), rule.rate
+                    )
+                route = (name, quota, rule)
+                break
+        else:
+            if service == "ec2" and self.ec2_defaults:
+                name, quota = ec2_bucket(operation, {} if unfiltered else None)
+                route = (name, quota, None)
+            else:
+                route = (service, None, None)
+        self._routes[key] = route
+        return route
+
+    def bucket(
+        self,
+        account: str,
+        region: str | None,
+        service: str,
+        operation: str,
+        params: Mapping[str, Any] | None = None,
+    ) -> _Bucket:
+        """The bucket a call of ``service``'s ``operation`` for ``account`` in ``region``
+        draws from (made on first use).  ``params``: the call's serialized parameters (EC2's
+        unfiltered and unpaginated calls have smaller buckets)."""
+        unfiltered = (
+            service == "ec2"
+            and operation in UNFILTERED_SENSITIVE
+            and params is not None
+            and ec2_bucket(operation, params)[0].endswith(":unfiltered")
+        )
+        name, quota, rule = self._route(service, operation, unfiltered)
+        key = (account, region or "aws-global", service, name)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            with self._lock:
+                bucket = self._buckets.get(key)
+                if bucket is None:
+                    bucket = _Bucket(key, quota, rule, self)
+                    self._buckets[key] = bucket
+        return bucket
+
+    def stats(self) -> dict[str, ApiBucketStats]:
+        """Per bucket (``"account/region/service/bucket"``): calls admitted, how many waited
+        for the rate, throttled answers, failures, calls failed fast, the current rate and the
+        breaker's state."""
+        with self._lock:
+            buckets = list(self._buckets.values())
+        out: dict[str, ApiBucketStats] = {}
+        for b in buckets:
+            s = b.limiter.stats()
+            out[f"{b.account}/{b.region}/{b.service}/{b.bucket}"] = ApiBucketStats(
+                account=b.account,
+                region=b.region,
+                service=b.service,
+                bucket=b.bucket,
+                capacity=b.quota.capacity if b.quota is not None else None,
+                refill=b.quota.refill if b.quota is not None else None,
+                acquired=s["acquired"],
+                waited=s["waited_for_rate"],
+                throttled=s["throttled"],
+                failures=s["failures"],
+                rejected_open=s["rejected_open"],
+                current_rate=s["current_rate"],
+                breaker=s["breaker"],
+                last_error=b.last_error or None,
+            )
+        return out
+
+    def totals(self) -> dict[str, int]:
+        """The counters of :meth:`stats` summed over every bucket."""
+        totals = {"acquired": 0, "waited": 0, "throttled": 0, "failures": 0, "rejected_open": 0}
+        for s in self.stats().values():
+            for name in totals:
+                totals[name] += int(s[name])  # type: ignore[literal-required]
+        return totals
+
+    def __repr__(self) -> str:
+        return (
+            f"ApiLimits(rules={len(self._rules)}, buckets={len(self._buckets)}, "
+            f"max_wait={self.max_wait:g})"
+        )
+
+
+# --- botocore hooks -------------------------------------------------------------------------
+
+# Keys this module keeps in botocore's per-call request context.
+_CALL = "creds_core.api_call"
+_HOOKED = "_creds_core_api_limits"
+_NEEDS_RETRY_ID = "creds_core.api_limits.needs-retry"
+
+Outcome = Literal["success", "throttled", "failure"]
+
+
+class _CallState:
+    """What the hooks keep for one call across its attempts (in its request context)."""
+
+    __slots__ = ("bucket", "deadline", "operation", "params", "probe", "service")
+
+    def __init__(self, service: str, operation: str, params: Any, deadline: float) -> None:
+        self.service = service
+        self.operation = operation
+        self.params = params
+        self.deadline = deadline
+        self.bucket: _Bucket | None = None
+        self.probe = False
+
+    def __repr__(self) -> str:
+        return f"<api call {self.service}.{self.operation}>"
+
+
+def classify(response: Any, caught_exception: BaseException | None) -> tuple[Outcome, str]:
+    """How an attempt ended, for its bucket: (outcome, a short description without secrets)."""
+    if caught_exception is not None:
+        return "failure", f"{type(caught_exception).__name__}: {caught_exception}"
+    if response is None:
+        return "success", ""
+    http, parsed = response
+    status = getattr(http, "status_code", 200)
+    if status < 300:
+        return "success", ""
+    error = parsed.get("Error") if isinstance(parsed, Mapping) else None
+    code = error.get("Code") if isinstance(error, Mapping) else None
+    if status == 429 or code in _THROTTLING:
+        return "throttled", f"HTTP {status} {code or ''}".rstrip()
+    if status >= 500:
+        return "failure", f"HTTP {status} {code or ''}".rstrip()
+    return "success", ""
+
+
+def _account_of_frozen(frozen: Any) -> str:
+    account = getattr(frozen, "account_id", None)
+    return str(account or getattr(frozen, "access_key", None) or "anonymous")
+
+
+class ApiHooks:
+    """The botocore event hooks of an :class:`ApiLimits` (the sync door; the asyncio door
+    subclasses it and only awaits where this one sleeps).
+
+    ``before-call`` (once per call) notes the operation and the call's deadline in the
+    request context; ``before-sign`` (every attempt, before it is signed) waits for the
+    bucket's token; ``needs-retry`` (every attempt, registered on each client's own emitter
+    ahead of botocore's retry handler) reports how the attempt ended and retries a throttled
+    one through the bucket until the deadline.
+    """
+
+    def __init__(self, limits: ApiLimits) -> None:
+        self.limits = limits
+
+    def register(self, events: Any) -> None:
+        """Register on a session's (or a client's) event emitter, replacing earlier hooks."""
+        for event, handler in (
+            ("before-call", self.before_call),
+            ("before-sign", self.before_sign),
+        ):
+            unique_id = f"creds_core.api_limits.{event}"
+            events.unregister(event, unique_id=unique_id)
+            events.register(event, handler, unique_id=unique_id)
+
+    def before_call(self, model: Any = None, params: Any = None, **_: Any) -> None:
+        try:
+            context = params["context"]
+            service = model.service_model.service_name
+            operation = model.name
+        except (TypeError, KeyError, AttributeError):
+            return
+        if (service, operation) in _CREDENTIAL_OPERATIONS:
+            return
+        body = params.get("body")
+        context[_CALL] = _CallState(
+            service,
+            operation,
+            body if type(body) is dict else None,
+            time.monotonic() + self.limits.max_wait,
+        )
+
+    def _call_of(self, request: Any) -> _CallState | None:
+        context = getattr(request, "context", None)
+        call = context.get(_CALL) if type(context) is dict else None
+        return call if type(call) is _CallState else None
+
+    def _place(self, call: _CallState, request: Any, request_signer: Any, account: str) -> None:
+        """The first attempt of a call: find its bucket (and hook the client's retries)."""
+        region = getattr(request_signer, "region_name", None) or request.context.get(
+            "client_region"
+        )
+        call.bucket = self.limits.bucket(account, region, call.service, call.operation, call.params)
+        call.params = None
+        if getattr(request_signer, _HOOKED, None) is not self:
+            self._hook_retries(request_signer)
+
+    def _hook_retries(self, request_signer: Any) -> None:
+        """Register the needs-retry hook on the client's own emitter, at the service's level
+        and first, so that it answers before botocore's retry handler (once per client)."""
+        events = getattr(request_signer, "_event_emitter", None)
+        service_id = getattr(request_signer, "_service_id", None)
+        if events is None or service_id is None:
+            warn_once(
+                "RequestSigner has no _event_emitter/_service_id: throttled calls are retried "
+                "by botocore's own retry configuration only"
+            )
+            return
+        events.register_first(
+            f"needs-retry.{service_id.hyphenize()}", self.needs_retry, unique_id=_NEEDS_RETRY_ID
+        )
+        with contextlib.suppress(AttributeError):
+            setattr(request_signer, _HOOKED, self)
+
+    def _admit(self, call: _CallState) -> float:
+        """The seconds this attempt waits for its token; raises while the breaker is open."""
+        bucket = call.bucket
+        assert bucket is not None
+        admitted = bucket.limiter.admit()
+        if admitted is None:
+            raise bucket.circuit_open(self.limits.cooldown)
+        wait, call.probe = admitted
+        return wait
+
+    def before_sign(self, request: Any = None, request_signer: Any = None, **_: Any) -> None:
+        call = self._call_of(request)
+        if call is None:
+            return  # not a call made through a hooked client (e.g. a presigned URL)
+        if call.bucket is None:
+            self._place(call, request, request_signer, self._account(request_signer))
+        wait = self._admit(call)
+        if wait > 0.0:
+            time.sleep(wait)
+
+    def _account(self, request_signer: Any) -> str:
+        credentials = getattr(request_signer, "_credentials", None)
+        if isinstance(credentials, CacheAdapter):
+            current = credentials.cache.get()
+            return current.account_id or current.access_key_id
+        if credentials is None:
+            return "anonymous"
+        return _account_of_frozen(credentials.get_frozen_credentials())
+
+    def needs_retry(
+        self,
+        response: Any = None,
+        caught_exception: BaseException | None = None,
+        request_dict: Any = None,
+        **_: Any,
+    ) -> int | None:
+        try:
+            call = request_dict["context"][_CALL]
+        except (TypeError, KeyError):
+            return None
+        bucket = call.bucket
+        if bucket is None:
+            return None
+        outcome, description = classify(response, caught_exception)
+        if outcome == "failure":
+            bucket.last_error = description
+        bucket.limiter.finish(call.probe, outcome)
+        call.probe = False
+        if outcome == "throttled" and time.monotonic() < call.deadline:
+            return 0  # retry now: the next attempt waits for its token in before-sign
+        return None
