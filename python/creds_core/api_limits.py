@@ -36,6 +36,7 @@ import fnmatch
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -150,7 +151,21 @@ class ApiRule:
 class _Bucket:
     """One bucket: its Limiter, its key, and the last error that counted against it."""
 
-    __slots__ = ("account", "bucket", "last_error", "limiter", "quota", "region", "service")
+    __slots__ = (
+        "_lock",
+        "_slots",
+        "account",
+        "batch",
+        "bucket",
+        "fleet_capacity",
+        "last_error",
+        "limiter",
+        "quota",
+        "region",
+        "service",
+        "shared",
+        "shared_name",
+    )
 
     def __init__(
         self,
@@ -178,6 +193,48 @@ class _Bucket:
             cooldown=limits.cooldown,
             name=f"{self.service} {self.region} {self.account} {self.bucket}",
         )
+        # Fleet-wide (ApiLimits(shared=tier)) only where the quota is known: an unknown one
+        # is learned per process.
+        self.shared = limits.shared if quota is not None else None
+        self.shared_name = "api-bucket\x00" + "\x00".join(key)
+        # Tokens drawn from the fleet's bucket and not used yet (local monotonic start times),
+        # drawn in batches of up to a tenth of the capacity so that most calls do not pay a
+        # Redis round trip.
+        self._slots: deque[float] = deque()
+        self._lock = threading.Lock()
+        self.fleet_capacity = burst or 1.0
+        self.batch = max(1, int(self.fleet_capacity // 10))
+
+    def admit(self) -> tuple[float, bool] | None:
+        """(seconds to wait, probe) for one attempt; None while the breaker is open."""
+        admitted = self.limiter.admit()
+        if admitted is None or self.shared is None:
+            return admitted
+        wait = self._fleet_wait()
+        if wait is None:  # Redis unavailable: the local bucket alone
+            return admitted
+        return max(admitted[0], wait), admitted[1]
+
+    def _fleet_wait(self) -> float | None:
+        now = time.monotonic()
+        with self._lock:
+            if self._slots:
+                return max(0.0, self._slots.popleft() - now)
+        assert self.shared is not None and self.quota is not None
+        waits = self.shared.draw_tokens(
+            self.shared_name, self.fleet_capacity, self.quota.refill, self.batch
+        )
+        if not waits:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            self._slots.extend(now + w for w in waits[1:])
+        return waits[0]
+
+    def throttled(self) -> None:
+        """A throttling answer: tell the fleet (the local limiter has been told already)."""
+        if self.shared is not None and self.quota is not None:
+            self.shared.report_throttle(self.shared_name, self.quota.refill)
 
     def circuit_open(self, cooldown: float) -> ApiCircuitOpen:
         return ApiCircuitOpen(
@@ -470,7 +527,7 @@ class ApiHooks:
         """The seconds this attempt waits for its token; raises while the breaker is open."""
         bucket = call.bucket
         assert bucket is not None
-        admitted = bucket.limiter.admit()
+        admitted = bucket.admit()
         if admitted is None:
             raise bucket.circuit_open(self.limits.cooldown)
         wait, call.probe = admitted
@@ -514,6 +571,8 @@ class ApiHooks:
             bucket.last_error = description
         bucket.limiter.finish(call.probe, outcome)
         call.probe = False
-        if outcome == "throttled" and time.monotonic() < call.deadline:
-            return 0  # retry now: the next attempt waits for its token in before-sign
+        if outcome == "throttled":
+            bucket.throttled()
+            if time.monotonic() < call.deadline:
+                return 0  # retry now: the next attempt waits for its token in before-sign
         return None

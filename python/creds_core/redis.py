@@ -112,6 +112,68 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# Fleet-wide API buckets (creds_core.ApiLimits(shared=tier)): GCRA in Redis, on Redis's own
+# clock (TIME), so that hosts whose clocks differ share one schedule.  A hash per bucket:
+# tat (theoretical arrival time), rate (tokens/s now), cut_at and before (the last halving and
+# the rate before it: the CUBIC recovery curve, as creds_core.Limiter's).
+#   ARGV: capacity, ceiling rate, want (tokens wanted if available now)
+#   returns {granted, wait_of_last_ms}: every token available now, up to want, or else one
+#   token reserved in the future (wait > 0).
+_DRAW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local capacity = tonumber(ARGV[1])
+local ceiling = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local h = redis.call('HMGET', KEYS[1], 'tat', 'rate', 'cut_at', 'before')
+local tat = tonumber(h[1]) or now
+local rate = tonumber(h[2]) or ceiling
+local cut_at = tonumber(h[3])
+if cut_at then
+  local before = tonumber(h[4]) or ceiling
+  local k = ((before * 0.5) / 0.4) ^ (1 / 3)
+  local curve = 0.4 * (now - cut_at - k) ^ 3 + before
+  rate = math.min(ceiling, math.max(rate, curve, 0.5))
+end
+local interval = 1 / rate
+local tolerance = math.max(capacity - 1, 0) * interval
+if tat < now then tat = now end
+local granted = 0
+local wait = 0
+while granted < want do
+  local start = math.max(now, tat - tolerance)
+  if start > now then
+    if granted == 0 then
+      granted = 1
+      wait = start - now
+      tat = tat + interval
+    end
+    break
+  end
+  granted = granted + 1
+  tat = tat + interval
+end
+redis.call('HSET', KEYS[1], 'tat', tostring(tat), 'rate', tostring(rate))
+redis.call('PEXPIRE', KEYS[1], 3600000)
+return {granted, math.floor(wait * 1000000)}
+"""
+# A throttling answer: halve the fleet's rate (at most once a second) and drop any burst.
+_CUT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local ceiling = tonumber(ARGV[1])
+local h = redis.call('HMGET', KEYS[1], 'tat', 'rate', 'cut_at')
+local rate = tonumber(h[2]) or ceiling
+local cut_at = tonumber(h[3])
+if cut_at and now - cut_at < 1 then return 0 end
+local slower = math.max(rate * 0.5, 0.5)
+local tat = math.max(tonumber(h[1]) or now, now + 1 / slower)
+redis.call('HSET', KEYS[1], 'tat', tostring(tat), 'rate', tostring(slower),
+           'cut_at', tostring(now), 'before', tostring(rate))
+redis.call('PEXPIRE', KEYS[1], 3600000)
+return 1
+"""
+
 
 class TierStats(TypedDict):
     """What :meth:`RedisTier.stats` answers (counters since the tier was made)."""
@@ -124,6 +186,8 @@ class TierStats(TypedDict):
     redis_errors: int  # Redis calls that failed (connection, timeout, OOM, READONLY, ...)
     source_calls: int  # calls of the real source through this tier
     writes: int  # entries written
+    bucket_draws: int  # draws from fleet-wide API buckets (creds_core.ApiLimits(shared=))
+    bucket_cuts: int  # throttling answers that slowed a fleet-wide API bucket down
     # "closed" (using Redis) or "open" (local path only, until the cooldown)
     breaker: Literal["closed", "open"]
 
@@ -257,6 +321,8 @@ class RedisTier:
             raise ValueError("the Redis client must be made with decode_responses=False")
         self._publish = self.client.register_script(_PUBLISH)
         self._release = self.client.register_script(_RELEASE)
+        self._draw = self.client.register_script(_DRAW)
+        self._cut = self.client.register_script(_CUT)
         self._lock = threading.Lock()
         self._counts: dict[str, int] = dict.fromkeys(
             (
@@ -268,6 +334,8 @@ class RedisTier:
                 "redis_errors",
                 "source_calls",
                 "writes",
+                "bucket_draws",
+                "bucket_cuts",
             ),
             0,
         )
@@ -308,6 +376,8 @@ class RedisTier:
             redis_errors=counts["redis_errors"],
             source_calls=counts["source_calls"],
             writes=counts["writes"],
+            bucket_draws=counts["bucket_draws"],
+            bucket_cuts=counts["bucket_cuts"],
             breaker="open" if time.monotonic() < self._open_until else "closed",
         )
 
@@ -316,6 +386,38 @@ class RedisTier:
         length, no role ARN in Redis); the hash is a Cluster hash tag, so both share a slot."""
         digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
         return f"{self.namespace}:{{{digest}}}:entry", f"{self.namespace}:{{{digest}}}:lease"
+
+    # -- fleet-wide API buckets (creds_core.ApiLimits(shared=tier)) -----------------------
+
+    def bucket_key(self, name: str) -> str:
+        """The Redis key of the fleet-wide API bucket ``name`` (hashed: no account in Redis)."""
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
+        return f"{self.namespace}:{{{digest}}}:bucket"
+
+    def draw_tokens(self, name: str, capacity: float, rate: float, want: int) -> list[float] | None:
+        """Tokens of the fleet-wide bucket ``name``: the waits (seconds from now) of the
+        tokens granted, every one available now up to ``want``, or one reserved later.  None
+        when Redis is unavailable (the caller uses its local bucket)."""
+        try:
+            granted, wait_us = self._call(
+                self._draw, keys=[self.bucket_key(name)], args=[capacity, rate, max(1, want)]
+            )
+        except _Unavailable:
+            return None
+        self._count("bucket_draws")
+        if int(granted) <= 0:
+            return None
+        last = int(wait_us) / 1e6
+        return [0.0] * (int(granted) - 1) + [last]
+
+    def report_throttle(self, name: str, rate: float) -> None:
+        """A throttling answer for the fleet-wide bucket ``name``: slow the fleet down."""
+        try:
+            cut = self._call(self._cut, keys=[self.bucket_key(name)], args=[rate])
+        except _Unavailable:
+            return
+        if cut:
+            self._count("bucket_cuts")
 
     # -- Redis calls, each behind the breaker -----------------------------------------------
 
