@@ -814,9 +814,7 @@ mod tests {
         let admitted: Vec<_> = (0..5).map(|_| l.admit().unwrap()).collect();
         let starts: Vec<_> = admitted.iter().map(|a| a.start).collect();
         assert_eq!(admitted[4].wait, Duration::from_millis(750));
-        let ms = |s: Option<SystemTime>| {
-            s.map(|t| t.duration_since(t0).unwrap().as_millis())
-        };
+        let ms = |s: Option<SystemTime>| s.map(|t| t.duration_since(t0).unwrap().as_millis());
         assert_eq!(
             starts.iter().map(|s| ms(*s)).collect::<Vec<_>>(),
             vec![None, None, Some(250), Some(500), Some(750)]
@@ -837,7 +835,11 @@ mod tests {
         clock.advance(Duration::from_secs(60));
         let a = l.admit().unwrap();
         l.finish(a, CallOutcome::Success);
-        assert_eq!(l.current_rate(), Some(20.0), "recovered, capped at the configured rate");
+        assert_eq!(
+            l.current_rate(),
+            Some(20.0),
+            "recovered, capped at the configured rate"
+        );
     }
 
     #[test]
@@ -879,7 +881,10 @@ mod tests {
         assert!(l.admit().is_err(), "the probe is still in flight");
         clock.advance(Duration::from_secs(1));
         let second = l.admit().unwrap();
-        assert!(second.probe, "a new probe once the lost one has had a cooldown");
+        assert!(
+            second.probe,
+            "a new probe once the lost one has had a cooldown"
+        );
         l.finish(second, CallOutcome::Success);
         assert_eq!(l.breaker(), BreakerState::Closed);
     }
