@@ -72,7 +72,7 @@ compat: wheel-check $(COMPAT_STAMP)
 	$(COMPAT_VENV)/bin/python -c "import botocore, boto3; print('compat: botocore', botocore.__version__, 'boto3', boto3.__version__)"
 	$(COMPAT_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/test_parity.py \
 	  tests/test_identity_center.py tests/test_botocore_compat.py tests/test_memory.py \
-	  tests/test_credentials.py
+	  tests/test_credentials.py tests/test_api_limits.py
 
 test: lint rust-test stubtest wheel-check compat py-test
 
