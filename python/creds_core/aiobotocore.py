@@ -73,7 +73,7 @@ from creds_core._core import (
     Limiter,
 )
 from creds_core._sessions import PersistentTrie, copy_emitter
-from creds_core.api_limits import ApiHooks, ApiLimits
+from creds_core.api_limits import _CALL, _HOOKED, ApiHooks, ApiLimits
 from creds_core.boto3 import (
     _API_LIMITS,
     _KEYED_ARGUMENTS,
@@ -193,18 +193,29 @@ class AioApiHooks(ApiHooks):
     account is read with ``await cache.get_async()``."""
 
     async def before_sign(  # type: ignore[override]
-        self, request: Any = None, request_signer: Any = None, **_: Any
+        self,
+        request: Any = None,
+        request_signer: Any = None,
+        operation_name: Any = None,
+        **_: Any,
     ) -> None:
-        call = self._call_of(request)
-        if call is None:
+        new = self._new_call(request)
+        if new is None:
             return
-        if call.bucket is None:
-            self._place(call, request, request_signer, await self._account_async(request_signer))
+        if new:
+            account = await self._account_async(request_signer)
+            call = self._start(request, request_signer, operation_name, account)
+            if call is None:
+                return
+        else:
+            call = request.context[_CALL]
         wait = self._admit(call)
         if wait > 0.0:
             await asyncio.sleep(wait)
 
-    async def _account_async(self, request_signer: Any) -> str:
+    async def _account_async(self, request_signer: Any) -> str | None:
+        if getattr(request_signer, _HOOKED, None) is None:
+            return None
         credentials = getattr(request_signer, "_credentials", None)
         if isinstance(credentials, CacheAdapter):
             current = await credentials.cache.get_async()

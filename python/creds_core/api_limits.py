@@ -31,7 +31,6 @@ keyword: ``api_limits=`` on ``creds_core.boto3.session`` / ``install`` / ``assum
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import math
 import threading
@@ -404,7 +403,11 @@ class ApiLimits:
 # Keys this module keeps in botocore's per-call request context.
 _CALL = "creds_core.api_call"
 _HOOKED = "_creds_core_api_limits"
-_NEEDS_RETRY_ID = "creds_core.api_limits.needs-retry"
+_HOOK_IDS = {
+    "before-call": "creds_core.api_limits.before-call",
+    "before-sign": "creds_core.api_limits.before-sign",
+    "needs-retry": "creds_core.api_limits.needs-retry",
+}
 
 Outcome = Literal["success", "throttled", "failure"]
 
@@ -412,18 +415,47 @@ Outcome = Literal["success", "throttled", "failure"]
 class _CallState:
     """What the hooks keep for one call across its attempts (in its request context)."""
 
-    __slots__ = ("bucket", "deadline", "operation", "params", "probe", "service")
+    __slots__ = ("bucket", "deadline", "probe")
 
-    def __init__(self, service: str, operation: str, params: Any, deadline: float) -> None:
-        self.service = service
-        self.operation = operation
-        self.params = params
+    def __init__(self, bucket: _Bucket, deadline: float) -> None:
+        self.bucket = bucket
         self.deadline = deadline
-        self.bucket: _Bucket | None = None
         self.probe = False
 
     def __repr__(self) -> str:
-        return f"<api call {self.service}.{self.operation}>"
+        return f"<api call of bucket {self.bucket.bucket}>"
+
+
+class _ClientSite:
+    """What the hooks know of one client (kept on its request signer): its service, and the
+    bucket of each (account, operation) it called, so a call finds its bucket in one lookup."""
+
+    __slots__ = ("buckets", "hooks", "service")
+
+    def __init__(self, hooks: ApiHooks, service: str) -> None:
+        self.hooks = hooks
+        self.service = service
+        self.buckets: dict[tuple[str, str, bool], _Bucket | None] = {}
+
+    def bucket(self, account: str, region: str | None, operation: str, data: Any) -> _Bucket | None:
+        unfiltered = (
+            operation in UNFILTERED_SENSITIVE
+            and self.service == "ec2"
+            and type(data) is dict
+            and ec2_bucket(operation, data)[0].endswith(":unfiltered")
+        )
+        key = (account, operation, unfiltered)
+        try:
+            return self.buckets[key]
+        except KeyError:
+            pass
+        found: _Bucket | None = None
+        if (self.service, operation) not in _CREDENTIAL_OPERATIONS:
+            found = self.hooks.limits.bucket(
+                account, region, self.service, operation, {} if unfiltered else None
+            )
+        self.buckets[key] = found
+        return found
 
 
 def classify(response: Any, caught_exception: BaseException | None) -> tuple[Outcome, str]:
@@ -454,11 +486,12 @@ class ApiHooks:
     """The botocore event hooks of an :class:`ApiLimits` (the sync door; the asyncio door
     subclasses it and only awaits where this one sleeps).
 
-    ``before-call`` (once per call) notes the operation and the call's deadline in the
-    request context; ``before-sign`` (every attempt, before it is signed) waits for the
-    bucket's token; ``needs-retry`` (every attempt, registered on each client's own emitter
-    ahead of botocore's retry handler) reports how the attempt ended and retries a throttled
-    one through the bucket until the deadline.
+    ``before-call`` runs on each client's first call only: it notes the client's service on
+    its request signer, registers ``needs-retry`` on the client's own emitter (at the
+    service's level and first, so that it answers before botocore's retry handler) and then
+    unregisters itself from that client.  ``before-sign`` (every attempt, before it is
+    signed) waits for the bucket's token; ``needs-retry`` (every attempt) reports how the
+    attempt ended and retries a throttled one through the bucket until the call's deadline.
     """
 
     def __init__(self, limits: ApiLimits) -> None:
@@ -470,80 +503,92 @@ class ApiHooks:
             ("before-call", self.before_call),
             ("before-sign", self.before_sign),
         ):
-            unique_id = f"creds_core.api_limits.{event}"
+            unique_id = _HOOK_IDS[event]
             events.unregister(event, unique_id=unique_id)
             events.register(event, handler, unique_id=unique_id)
 
-    def before_call(self, model: Any = None, params: Any = None, **_: Any) -> None:
-        try:
-            context = params["context"]
-            service = model.service_model.service_name
-            operation = model.name
-        except (TypeError, KeyError, AttributeError):
+    def before_call(self, model: Any = None, request_signer: Any = None, **_: Any) -> None:
+        site = getattr(request_signer, _HOOKED, None)
+        if site is not None and site.hooks is self:
             return
-        if (service, operation) in _CREDENTIAL_OPERATIONS:
-            return
-        body = params.get("body")
-        context[_CALL] = _CallState(
-            service,
-            operation,
-            body if type(body) is dict else None,
-            time.monotonic() + self.limits.max_wait,
-        )
-
-    def _call_of(self, request: Any) -> _CallState | None:
-        context = getattr(request, "context", None)
-        call = context.get(_CALL) if type(context) is dict else None
-        return call if type(call) is _CallState else None
-
-    def _place(self, call: _CallState, request: Any, request_signer: Any, account: str) -> None:
-        """The first attempt of a call: find its bucket (and hook the client's retries)."""
-        region = getattr(request_signer, "region_name", None) or request.context.get(
-            "client_region"
-        )
-        call.bucket = self.limits.bucket(account, region, call.service, call.operation, call.params)
-        call.params = None
-        if getattr(request_signer, _HOOKED, None) is not self:
-            self._hook_retries(request_signer)
-
-    def _hook_retries(self, request_signer: Any) -> None:
-        """Register the needs-retry hook on the client's own emitter, at the service's level
-        and first, so that it answers before botocore's retry handler (once per client)."""
         events = getattr(request_signer, "_event_emitter", None)
         service_id = getattr(request_signer, "_service_id", None)
-        if events is None or service_id is None:
+        if events is None or service_id is None or model is None:
             warn_once(
-                "RequestSigner has no _event_emitter/_service_id: throttled calls are retried "
-                "by botocore's own retry configuration only"
+                "RequestSigner has no _event_emitter/_service_id: API calls are not paced by "
+                "creds_core.ApiLimits"
             )
             return
+        try:
+            setattr(request_signer, _HOOKED, _ClientSite(self, model.service_model.service_name))
+        except AttributeError:
+            return
         events.register_first(
-            f"needs-retry.{service_id.hyphenize()}", self.needs_retry, unique_id=_NEEDS_RETRY_ID
+            f"needs-retry.{service_id.hyphenize()}",
+            self.needs_retry,
+            unique_id=_HOOK_IDS["needs-retry"],
         )
-        with contextlib.suppress(AttributeError):
-            setattr(request_signer, _HOOKED, self)
+        # This client is known now: its later calls need no before-call hook.
+        events.unregister("before-call", unique_id=_HOOK_IDS["before-call"])
+
+    def _start(
+        self, request: Any, request_signer: Any, operation_name: Any, account: str | None
+    ) -> _CallState | None:
+        """The first attempt of a call: its bucket and deadline, kept in its context."""
+        site = getattr(request_signer, _HOOKED, None)
+        if site is None or site.hooks is not self or account is None:
+            return None
+        context = request.context
+        region = getattr(request_signer, "region_name", None) or context.get("client_region")
+        bucket = site.bucket(account, region, operation_name, getattr(request, "data", None))
+        if bucket is None:
+            return None
+        call = _CallState(bucket, time.monotonic() + self.limits.max_wait)
+        context[_CALL] = call
+        return call
 
     def _admit(self, call: _CallState) -> float:
         """The seconds this attempt waits for its token; raises while the breaker is open."""
-        bucket = call.bucket
-        assert bucket is not None
-        admitted = bucket.admit()
+        admitted = call.bucket.admit()
         if admitted is None:
-            raise bucket.circuit_open(self.limits.cooldown)
+            raise call.bucket.circuit_open(self.limits.cooldown)
         wait, call.probe = admitted
         return wait
 
-    def before_sign(self, request: Any = None, request_signer: Any = None, **_: Any) -> None:
-        call = self._call_of(request)
-        if call is None:
-            return  # not a call made through a hooked client (e.g. a presigned URL)
-        if call.bucket is None:
-            self._place(call, request, request_signer, self._account(request_signer))
+    @staticmethod
+    def _new_call(request: Any) -> bool | None:
+        """True on a call's first attempt, False on a retry, None: not ours to pace (no
+        context, a presigned URL)."""
+        context = getattr(request, "context", None)
+        if type(context) is not dict or context.get("is_presign_request"):
+            return None
+        return _CALL not in context
+
+    def before_sign(
+        self,
+        request: Any = None,
+        request_signer: Any = None,
+        operation_name: Any = None,
+        **_: Any,
+    ) -> None:
+        new = self._new_call(request)
+        if new is None:
+            return
+        if new:
+            call = self._start(
+                request, request_signer, operation_name, self._account(request_signer)
+            )
+            if call is None:
+                return
+        else:
+            call = request.context[_CALL]
         wait = self._admit(call)
         if wait > 0.0:
             time.sleep(wait)
 
-    def _account(self, request_signer: Any) -> str:
+    def _account(self, request_signer: Any) -> str | None:
+        if getattr(request_signer, _HOOKED, None) is None:
+            return None
         credentials = getattr(request_signer, "_credentials", None)
         if isinstance(credentials, CacheAdapter):
             current = credentials.cache.get()
@@ -563,16 +608,18 @@ class ApiHooks:
             call = request_dict["context"][_CALL]
         except (TypeError, KeyError):
             return None
-        bucket = call.bucket
-        if bucket is None:
-            return None
+        probe, call.probe = call.probe, False
+        limiter = call.bucket.limiter
+        if caught_exception is None and response is not None:
+            if getattr(response[0], "status_code", 200) < 300:  # the common case, first
+                limiter.finish(probe, "success")
+                return None
         outcome, description = classify(response, caught_exception)
+        limiter.finish(probe, outcome)
         if outcome == "failure":
-            bucket.last_error = description
-        bucket.limiter.finish(call.probe, outcome)
-        call.probe = False
-        if outcome == "throttled":
-            bucket.throttled()
+            call.bucket.last_error = description
+        elif outcome == "throttled":
+            call.bucket.throttled()
             if time.monotonic() < call.deadline:
                 return 0  # retry now: the next attempt waits for its token in before-sign
         return None
