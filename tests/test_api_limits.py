@@ -339,3 +339,38 @@ def test_api_limits_must_be_an_api_limits() -> None:
         creds_core.boto3.session(
             aws_access_key_id="AKIA", aws_secret_access_key=SECRET, api_limits={"ec2": {}}
         )
+
+
+def test_a_presigned_url_takes_no_token(sts: StsServer) -> None:
+    limits = ApiLimits()
+    client = static_session(api_limits=limits).client("sts", endpoint_url=sts.url)
+    client.get_caller_identity()
+    url = client.generate_presigned_url("get_caller_identity")
+    assert url.startswith(sts.url)
+    (stats,) = limits.stats().values()
+    assert stats["acquired"] == 1
+
+
+def test_fan_out_gives_every_role_session_the_limits(sts: StsServer) -> None:
+    from creds_core.fanout import fan_out
+
+    limits = ApiLimits()
+    source = static_session()
+    accounts = [f"{n:012d}" for n in range(1, 6)]
+
+    def whoami(session: boto3.Session, account: str) -> str:
+        client = session.client("sts", endpoint_url=sts.url)
+        return str(client.get_caller_identity()["Account"])
+
+    result = fan_out(
+        whoami,
+        accounts,
+        session=source,
+        role_name="auditor",
+        endpoint_url=sts.url,
+        api_limits=limits,
+        progress=False,
+    )
+    assert not result.errors
+    assert {s["account"] for s in limits.stats().values()} == set(accounts)
+    assert limits.totals()["acquired"] == len(accounts)
