@@ -33,7 +33,7 @@ from creds_core import cli
 from creds_core._cli import doctor as doctor_module
 from creds_core._cli.export import LOOP_VARIABLE
 from creds_core._cli.serve import check_host
-from helpers import serve_variables
+from helpers import posix_signals, serve_variables
 from server_fixtures import ImdsServer, StsServer
 
 pytestmark = pytest.mark.usefixtures("isolated_aws")
@@ -282,6 +282,7 @@ def _get(url: str, token: str | None) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+@posix_signals  # stopped with SIGTERM, exit code 0
 def test_botocore_container_provider_reads_serve(
     serve: tuple[subprocess.Popen[str], dict[str, str]],
 ) -> None:

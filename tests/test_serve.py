@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,11 @@ import pytest
 
 from creds_core._cli.serve import is_loopback_host
 from helpers import serve_variables
+
+try:
+    import resource
+except ImportError:  # Windows: no per-process descriptor limit to raise
+    resource = None  # type: ignore[assignment]
 
 pytestmark = pytest.mark.usefixtures("isolated_aws")
 
@@ -73,9 +77,11 @@ def test_other_hosts_are_refused(host: str | None) -> None:
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int, str]]:
     """``creds-core serve`` in a subprocess: (host, port, token)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE) if resource else (0, 0)
     wanted = 4 * CLIENTS
-    if soft < wanted:  # both processes hold a socket per client (the child inherits this)
+    if (
+        resource and soft < wanted
+    ):  # both processes hold a socket per client (the child inherits this)
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
     env = dict(os.environ)
     env.update(
@@ -99,7 +105,8 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int, str]]:
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        if resource:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 async def _request(host: str, port: int, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
