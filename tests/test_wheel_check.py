@@ -116,3 +116,31 @@ def test_the_stripped_check_finds_a_symbol_table_only_where_there_is_one() -> No
 def test_highest_glibc_compares_versions_as_numbers() -> None:
     shown = "libc.so.6 with versions {'GLIBC_2.3', 'GLIBC_2.17', 'GLIBC_2.2.5', 'GLIBC_2.14'}"
     assert dist_check.highest_glibc(shown) == (2, 17)
+
+
+_METADATA = """\
+Metadata-Version: 2.4
+Name: creds_core
+Version: 0.1.0
+Classifier: Programming Language :: Python :: 3.9
+License-File: LICENSE
+Summary: AWS credentials
+Author: The creds_core developers
+License: Apache-2.0
+Requires-Python: >=3.9
+Description-Content-Type: text/markdown
+Project-URL: Homepage, https://github.com/creds-core/creds_core
+Project-URL: Issues, https://github.com/creds-core/creds_core/issues
+Project-URL: Source, https://github.com/creds-core/creds_core
+
+# creds_core
+"""
+
+
+def test_metadata_check_takes_complete_metadata_and_names_what_is_missing_or_wrong() -> None:
+    fields = dist_check.shown_metadata(_METADATA, "wheel")
+    assert fields["Requires-Python"] == [">=3.9"] and len(fields["Project-URL"]) == 3
+    with pytest.raises(SystemExit, match="lacks \\['License-File'\\]"):
+        dist_check.shown_metadata(_METADATA.replace("License-File: LICENSE\n", ""), "wheel")
+    with pytest.raises(SystemExit, match="no Issues URL"):
+        dist_check.shown_metadata(_METADATA.replace("Project-URL: Issues", "Project-URL: Bugs"), "")
