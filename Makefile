@@ -76,7 +76,7 @@ dist: $(DIST_STAMP)
 	ls -l dist
 
 # The artifacts of `make dist`, checked (auditwheel, abi3audit, twine, check-wheel-contents,
-# LICENSE in each), then this machine's wheel installed into fresh virtual environments of the
+# stripped, LICENSE and the metadata in each), then this machine's wheel installed into fresh virtual environments of the
 # lowest and the newest CPython 3.9+ found (pyenv's too) and the sdist built from source in
 # another, with a smoke test in each. The sdist's build shares target/ with `make develop`: it
 # compiles only this project's two crates.
