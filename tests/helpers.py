@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import subprocess
 import threading
@@ -13,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import boto3
+import pytest
 from botocore.config import Config
 
 from creds_core import Credentials, Provider
@@ -22,6 +24,11 @@ from creds_core.providers._config import new_session
 # The first line of a script that a test interrupts with Ctrl-C: Python's own handler, even
 # when the test run itself was started with SIGINT ignored (see conftest's ``ctrl_c_raises``).
 CTRL_C_RAISES = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+
+#: For tests that send POSIX signals (pthread_kill, SIGINT/SIGTERM to a process, SIGSTOP,
+#: SIGKILL): Windows has none of them (send_signal there only knows CTRL_C_EVENT, CTRL_BREAK_EVENT
+#: and SIGTERM, which terminates).
+posix_signals = pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
 
 SECRET = "SECRET-SENTINEL-wJalrXUtnFEMI"
 TOKEN = "TOKEN-SENTINEL-FwoGZXIvYXdzE"

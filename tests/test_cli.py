@@ -33,7 +33,7 @@ from creds_core import cli
 from creds_core._cli import doctor as doctor_module
 from creds_core._cli.export import LOOP_VARIABLE
 from creds_core._cli.serve import check_host
-from helpers import serve_variables
+from helpers import posix_signals, serve_variables
 from server_fixtures import ImdsServer, StsServer
 
 pytestmark = pytest.mark.usefixtures("isolated_aws")
@@ -183,6 +183,66 @@ def test_export_env_is_shell_quoted(env_creds: None, capsys: pytest.CaptureFixtu
     assert done.stdout == f"{SECRET}|{TOKEN}|unset"
 
 
+_POWERSHELL_SET = re.compile(r"^\$Env:(\w+) = '((?:[^']|'')*)'$")
+_POWERSHELL_UNSET = re.compile(r"^Remove-Item Env:(\w+) -ErrorAction SilentlyContinue$")
+
+
+def _powershell_variables(lines: list[str]) -> tuple[dict[str, str], list[str]]:
+    """The variables PowerShell lines set, and the ones they remove."""
+    values: dict[str, str] = {}
+    removed: list[str] = []
+    for line in lines:
+        set_to, unset = _POWERSHELL_SET.match(line), _POWERSHELL_UNSET.match(line)
+        assert set_to or unset, line
+        if set_to:
+            values[set_to[1]] = set_to[2].replace("''", "'")
+        elif unset:
+            removed.append(unset[1])
+    return values, removed
+
+
+def test_export_powershell_sets_every_value_literally(
+    env_creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No PowerShell here: the lines are read as PowerShell reads them. In single quotes
+    # nothing is expanded ($HOME, "), and a quote is written twice.
+    assert cli.main(["export", "--format", "powershell"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    values, removed = _powershell_variables(captured.out.splitlines())
+    assert values == {
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_SESSION_TOKEN": TOKEN,
+    }
+    assert removed == ["AWS_SECURITY_TOKEN", "AWS_CREDENTIAL_EXPIRATION"]
+
+
+def test_export_cmd_prints_set_lines(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalr/XUtnFEMI+K7MDENG=")
+    assert cli.main(["export", "--format", "cmd"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f'set "AWS_ACCESS_KEY_ID={KEY}"',
+        'set "AWS_SECRET_ACCESS_KEY=wJalr/XUtnFEMI+K7MDENG="',
+        'set "AWS_SECURITY_TOKEN="',
+        'set "AWS_SESSION_TOKEN="',
+        'set "AWS_CREDENTIAL_EXPIRATION="',
+    ]
+
+
+def test_export_cmd_refuses_a_value_cmd_would_expand_and_prints_nothing(
+    env_creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["export", "--format", "cmd"]) == 2  # SECRET holds a double quote
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "AWS_SECRET_ACCESS_KEY" in captured.err and "--format powershell" in captured.err
+    assert "SENTINEL" not in captured.err
+
+
 def test_export_json_and_process(env_creds: None, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["export", "--format", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
@@ -282,6 +342,7 @@ def _get(url: str, token: str | None) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+@posix_signals  # stopped with SIGTERM, exit code 0
 def test_botocore_container_provider_reads_serve(
     serve: tuple[subprocess.Popen[str], dict[str, str]],
 ) -> None:
@@ -312,16 +373,29 @@ def test_botocore_container_provider_reads_serve(
     assert token not in err
 
 
-def test_serve_stops_after_max_requests(env_creds: None) -> None:
+def test_serve_stops_after_max_requests_and_prints_powershell_lines(env_creds: None) -> None:
     with subprocess.Popen(
-        _cmd("serve", "--max-requests", "2", "--max-seconds", "60", "--host", "127.0.0.2"),
+        _cmd(
+            "serve",
+            "--max-requests",
+            "2",
+            "--max-seconds",
+            "60",
+            "--host",
+            "127.0.0.2",
+            "--format",
+            "powershell",
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     ) as proc:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(3)]
-        env = dict(shlex.split(line)[1].split("=", 1) for line in lines[1:])
+        env, removed = _powershell_variables([proc.stdout.readline().rstrip() for _ in range(4)])
+        assert removed == [
+            "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        ]
         assert env["AWS_CONTAINER_CREDENTIALS_FULL_URI"].startswith("http://127.0.0.2:")
         assert ContainerProvider(environ=env).load() is not None
         assert _get(env["AWS_CONTAINER_CREDENTIALS_FULL_URI"], None)[0] == 401

@@ -33,6 +33,7 @@ from helpers import (
     NO_RETRY,
     assume_role_provider,
     creds,
+    posix_signals,
     static_source,
     timed,
     unique_role_arn,
@@ -147,6 +148,7 @@ def test_fork_during_a_refresh_the_child_refreshes_on_its_own() -> None:
 # --- Ctrl-C ---------------------------------------------------------------------------------------
 
 
+@posix_signals
 @pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_interrupts_a_main_thread_waiting_on_a_hung_sts_call(sts_server: StsServer) -> None:
     sts_server.mode = "hang"  # the AssumeRole request is never answered
@@ -259,6 +261,7 @@ def ready_when_waiting(*caches):
 """
 
 
+@posix_signals
 def test_ctrl_c_reaches_a_waiting_main_thread_and_a_waiting_daemon_thread_holds_no_exit() -> None:
     code = _script(
         _HUNG,
@@ -282,6 +285,7 @@ def test_ctrl_c_reaches_a_waiting_main_thread_and_a_waiting_daemon_thread_holds_
     _assert_clean(err)
 
 
+@posix_signals
 def test_after_ctrl_c_a_waiting_non_daemon_thread_holds_exit_no_longer_than_load_timeout() -> None:
     code = _script(
         _HUNG,

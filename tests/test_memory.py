@@ -10,7 +10,6 @@ process's resident memory (generous bounds: it must pass on a busy machine).
 from __future__ import annotations
 
 import gc
-import resource
 import sys
 from collections.abc import Iterator
 
@@ -21,6 +20,9 @@ import creds_core.boto3 as cb
 from creds_core._sessions import _TEMPLATES
 from creds_core.providers import _sts
 from server_fixtures import StsServer
+
+# The resident set size comes from the POSIX resource module (none on Windows).
+resource = pytest.importorskip("resource")
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/worker"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -72,3 +73,19 @@ def test_limiter_stats_have_the_typed_keys() -> None:
     assert set(stats) == set(LimiterStats.__annotations__)
     assert stats["breaker"] in get_args(BreakerState)
     assert limiter.breaker in get_args(BreakerState)
+
+
+def test_readme_links_and_images_work_from_an_index_page() -> None:
+    # PyPI renders README.md alone: no docs/ beside it, and no ids on headings (so an in-page
+    # #anchor goes nowhere there). Every link and image must be an absolute URL.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = re.sub(r"```.*?```", "", readme, flags=re.DOTALL)  # code blocks hold no links
+    readme = re.sub(r"`[^`\n]*`", "", readme)
+    targets = re.findall(r"\]\(\s*<?([^)\s>]*)", readme)  # [text](x) and ![alt](x)
+    targets += re.findall(r"^\s*\[[^\]]+\]:\s*<?(\S+?)>?\s*$", readme, flags=re.MULTILINE)
+    targets += re.findall(
+        r"""<(?:img|a|source)\b[^>]*?\b(?:src|href|srcset)=["']([^"']*)""", readme
+    )
+    relative = [t for t in targets if not re.match(r"(https?|mailto):", t)]
+    assert targets
+    assert relative == []

@@ -24,7 +24,7 @@ import creds_core.boto3 as cb
 from creds_core import CredentialCache, Credentials, NonRecoverableError, Provider
 from creds_core.fanout import fan_out
 from creds_core.redis import RedisTier, SharedProvider
-from helpers import SECRET, TOKEN, Scripted, creds, wait_until
+from helpers import SECRET, TOKEN, Scripted, creds, posix_signals, wait_until
 from server_fixtures import StsServer
 
 KEY = base64.b64encode(b"k" * 32).decode()
@@ -352,6 +352,7 @@ def test_open_breaker_skips_redis_until_the_cooldown(redis_server: RedisServer) 
     assert stats["local_fallbacks"] == 3
 
 
+@posix_signals
 def test_a_stalled_redis_costs_a_bounded_wait(redis_server: RedisServer) -> None:
     t = tier(redis_server, socket_timeout=0.2, socket_connect_timeout=0.2)
     assert redis_server.process is not None

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from redis_fixtures import RedisServer
 
+from helpers import posix_signals
 from server_fixtures import StsServer, servers
 
 WORKER = Path(__file__).with_name("redis_fleet_worker.py")
@@ -194,6 +195,7 @@ def test_asyncio_and_sync_processes_sharing_a_tier_make_one_assume_role_per_role
         assert sum(o["stats"]["hits"] for o in outcomes) >= 3 * 60 - 6
 
 
+@posix_signals
 @pytest.mark.timeout(600)
 def test_kill_9_of_the_lease_holder_another_process_takes_over(
     redis_server: RedisServer, fleet: Fleet

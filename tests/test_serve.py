@@ -8,17 +8,27 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import resource
+import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from creds_core._cli import serve
 from creds_core._cli.serve import is_loopback_host
-from helpers import serve_variables
+from creds_core._net import bind_exclusively
+from helpers import posix_signals, serve_variables
+
+try:
+    import resource
+except ImportError:  # Windows: no per-process descriptor limit to raise
+    resource = None  # type: ignore[assignment]
 
 pytestmark = pytest.mark.usefixtures("isolated_aws")
 
@@ -73,9 +83,11 @@ def test_other_hosts_are_refused(host: str | None) -> None:
 @pytest.fixture
 def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int, str]]:
     """``creds-core serve`` in a subprocess: (host, port, token)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE) if resource else (0, 0)
     wanted = 4 * CLIENTS
-    if soft < wanted:  # both processes hold a socket per client (the child inherits this)
+    if (
+        resource and soft < wanted
+    ):  # both processes hold a socket per client (the child inherits this)
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
     env = dict(os.environ)
     env.update(
@@ -99,7 +111,8 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int, str]]:
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        if resource:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 async def _request(host: str, port: int, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
@@ -155,3 +168,65 @@ def test_a_thousand_concurrent_clients_are_all_served_from_the_cache(
         and (a[1]["AccessKeyId"], a[1]["SecretAccessKey"], a[1]["Token"]) == (KEY, SECRET, TOKEN)
         for a in answers
     )
+
+
+# --- Windows forms, where they can run here --------------------------------------------------
+
+
+@posix_signals
+def test_serve_stops_on_ctrl_break_where_the_platform_has_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Only Windows has SIGBREAK: here SIGUSR1 stands in for it, and is really delivered.
+    monkeypatch.setattr(signal, "SIGBREAK", signal.SIGUSR1, raising=False)
+    assert signal.SIGUSR1 in serve.stop_signals()
+    before = signal.getsignal(signal.SIGUSR1)
+    stop = threading.Event()
+    restore = serve._install_signals(stop)
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert stop.wait(10)
+    finally:
+        restore()
+    assert signal.getsignal(signal.SIGUSR1) is before
+
+
+def test_http_servers_keep_so_reuseaddr_off_windows() -> None:
+    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler, False)
+    try:
+        bind_exclusively(server)
+        reuse = server.socket.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+        assert bool(reuse) is (os.name != "nt")
+    finally:
+        server.server_close()
+
+
+class _RecordingSocket:
+    def __init__(self) -> None:
+        self.options: list[tuple[int, int, int]] = []
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        self.options.append((level, option, value))
+
+    def bind(self, address: tuple[str, int]) -> None:
+        self.address = address
+
+    def getsockname(self) -> tuple[str, int]:
+        return self.address
+
+
+def test_on_windows_a_server_binds_with_so_exclusiveaddruse_not_so_reuseaddr(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Windows' option on a socket that records it (Linux has no SO_EXCLUSIVEADDRUSE).
+    monkeypatch.setattr(socket, "SO_EXCLUSIVEADDRUSE", -5, raising=False)
+    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler, False)
+    real = server.socket
+    recorder = _RecordingSocket()
+    server.socket = recorder  # type: ignore[assignment]
+    try:
+        bind_exclusively(server)
+    finally:
+        real.close()
+    assert recorder.options == [(socket.SOL_SOCKET, -5, 1)]
+    assert not server.allow_reuse_address

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from creds_core import CredentialCache, CredentialCycleError, Credentials, Provider
-from helpers import CTRL_C_RAISES, Scripted, creds, wait_until
+from helpers import CTRL_C_RAISES, Scripted, creds, posix_signals, wait_until
 
 
 @pytest.fixture
@@ -112,6 +112,7 @@ def test_waiting_for_a_refresh_releases_the_gil() -> None:
     assert progressed > 10_000
 
 
+@posix_signals
 @pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_interrupts_a_thread_waiting_for_credentials() -> None:
     gate = threading.Event()

@@ -2,11 +2,11 @@
 
 Subcommands (``creds-core SUBCOMMAND --help`` for each)::
 
-    creds-core export [--profile P] [--format process|env|json]
+    creds-core export [--profile P] [--format process|env|powershell|cmd|json]
         Print credentials from creds_core's default chain: a credential_process document
         (``credential_process = creds-core export --profile P`` in a profile), shell
-        ``export`` lines, or a JSON object.  The only subcommand that prints secrets, on
-        stdout only.
+        lines (POSIX ``export``, PowerShell ``$Env:``, cmd ``set``), or a JSON object.  The
+        only subcommand that prints secrets, on stdout only.
     creds-core serve [--profile P] [--port 0] [--host 127.0.0.1]
         Serve one cache to every process on this host over the container credentials
         protocol (AWS_CONTAINER_CREDENTIALS_FULL_URI + AWS_CONTAINER_AUTHORIZATION_TOKEN),
@@ -32,7 +32,8 @@ Exit codes:
     4    refused for safety: ``serve`` on an address that is not loopback; ``export`` started
          by its own profile's credential_process (a loop)
     5    system error: e.g. the port cannot be bound
-    130  interrupted (Ctrl-C) before finishing; ``serve`` stops on SIGINT/SIGTERM with 0
+    130  interrupted (Ctrl-C) before finishing; ``serve`` stops on SIGINT/SIGTERM (and
+         Ctrl-Break on Windows) with 0
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from creds_core._cli.common import (
     cli_logging,
     describe_error,
 )
+from creds_core._cli.shells import DEFAULT_SHELL, SHELLS
 
 __all__ = [
     "EXIT_CREDENTIALS",
@@ -163,10 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(export, profile=True, timeout=30.0)
     export.add_argument(
         "--format",
-        choices=("process", "env", "json"),
+        choices=("process", *SHELLS, "json"),
         default="process",
-        help="process: credential_process version 1 JSON (default); env: shell export lines; "
-        "json: a plain object",
+        help="process: credential_process version 1 JSON (default); env: POSIX shell export "
+        "lines; powershell: $Env: lines (pipe to Invoke-Expression); cmd: set lines; json: a "
+        "plain object",
     )
 
     serve = commands.add_parser(
@@ -175,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve credentials on a loopback address over the container credentials "
         "protocol. Prints the variables a process exports to use it "
         "(AWS_CONTAINER_CREDENTIALS_FULL_URI, AWS_CONTAINER_AUTHORIZATION_TOKEN) on stdout, "
-        "e.g. 'creds-core serve > ~/.aws-serve.env &' then '. ~/.aws-serve.env'. Every "
-        "request needs the random token printed at start. Stops on SIGINT/SIGTERM.",
+        "e.g. 'creds-core serve > ~/.aws-serve.env &' then '. ~/.aws-serve.env' (PowerShell: "
+        "run it in its own window, then paste the $Env: lines). Every request needs the random "
+        "token printed at start. Stops on SIGINT/SIGTERM (Windows: Ctrl-C or Ctrl-Break).",
     )
     # botocore gives up on the endpoint after 2 s: answer (fallback included) before that.
     _common(
@@ -194,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--port", type=_port, default=0, help="TCP port (default: 0, a free port is picked)"
+    )
+    serve.add_argument(
+        "--format",
+        choices=SHELLS,
+        default=DEFAULT_SHELL,
+        help="the shell whose lines set the variables: env (POSIX export lines), powershell, "
+        f"cmd (default here: {DEFAULT_SHELL})",
     )
     serve.add_argument(
         "--max-requests",
@@ -280,6 +291,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             timeout=args.timeout,
             max_requests=args.max_requests,
             max_seconds=args.max_seconds,
+            shell=args.format,
         )
     if command == "doctor":
         from creds_core._cli import doctor

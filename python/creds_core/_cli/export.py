@@ -8,6 +8,7 @@ Formats:
 * ``env``: ``export`` lines for a POSIX shell (``eval "$(creds-core export --format env)"``),
   with values shell-quoted and ``unset`` lines for variables that would otherwise mix stale
   values in (``AWS_SECURITY_TOKEN``, which botocore reads before ``AWS_SESSION_TOKEN``);
+* ``powershell`` and ``cmd``: the same variables for Windows' shells (see ``_cli/shells.py``);
 * ``json``: a plain object with every field (``null`` when absent).
 
 A profile whose ``credential_process`` runs ``creds-core export`` for itself would start
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +32,7 @@ from creds_core._cli.common import (
     make_cache,
     selected_profile,
 )
+from creds_core._cli.shells import SHELLS, shell_lines
 from creds_core._core import Credentials
 
 __all__ = ["FORMATS", "LOOP_VARIABLE", "MAX_DEPTH", "render", "run"]
@@ -57,25 +58,23 @@ def _process(creds: Credentials) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def _env(creds: Credentials) -> str:
-    def export(name: str, value: str) -> str:
-        return f"export {name}={shlex.quote(value)}"
-
-    lines = [
-        export("AWS_ACCESS_KEY_ID", creds.access_key_id),
-        export("AWS_SECRET_ACCESS_KEY", creds.secret_access_key),
+def _variables(creds: Credentials) -> list[tuple[str, str | None]]:
+    """The environment variables botocore reads, to set (a value) or unset (None)."""
+    variables: list[tuple[str, str | None]] = [
+        ("AWS_ACCESS_KEY_ID", creds.access_key_id),
+        ("AWS_SECRET_ACCESS_KEY", creds.secret_access_key),
         # botocore reads AWS_SECURITY_TOKEN before AWS_SESSION_TOKEN: never leave a stale one.
-        "unset AWS_SECURITY_TOKEN",
-        export("AWS_SESSION_TOKEN", creds.session_token)
-        if creds.session_token
-        else "unset AWS_SESSION_TOKEN",
-        export("AWS_CREDENTIAL_EXPIRATION", iso_utc(creds.expiry))
-        if creds.expiry is not None
-        else "unset AWS_CREDENTIAL_EXPIRATION",
+        ("AWS_SECURITY_TOKEN", None),
+        ("AWS_SESSION_TOKEN", creds.session_token or None),
+        ("AWS_CREDENTIAL_EXPIRATION", iso_utc(creds.expiry) if creds.expiry is not None else None),
     ]
     if creds.account_id:
-        lines.append(export("AWS_ACCOUNT_ID", creds.account_id))
-    return "\n".join(lines) + "\n"
+        variables.append(("AWS_ACCOUNT_ID", creds.account_id))
+    return variables
+
+
+def _shell(shell: str) -> Callable[[Credentials], str]:
+    return lambda creds: shell_lines(shell, _variables(creds))
 
 
 def _json(creds: Credentials) -> str:
@@ -93,7 +92,7 @@ def _json(creds: Credentials) -> str:
 #: Output formats by name.
 FORMATS: dict[str, Callable[[Credentials], str]] = {
     "process": _process,
-    "env": _env,
+    **{shell: _shell(shell) for shell in SHELLS},
     "json": _json,
 }
 

@@ -18,10 +18,12 @@ resolves to 127.0.0.1) sends its own name as ``Host``.  Requests are logged (at 
 method and status only.
 
 The two variables a process exports to use it are printed on stdout as shell lines, together
-with ``unset`` lines for the variables botocore would prefer to them
-(``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI``, ``AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE``).
-It stops on SIGINT or SIGTERM (exit code 0), or after ``--max-requests`` connections or
-``--max-seconds`` seconds.
+with lines that unset the variables botocore would prefer to them
+(``AWS_CONTAINER_CREDENTIALS_RELATIVE_URI``, ``AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE``), for a
+POSIX shell, PowerShell (the default on Windows) or cmd (``--format``).
+It stops on SIGINT (Ctrl-C) or SIGTERM, and on Windows on Ctrl-Break (SIGBREAK: Windows
+delivers no SIGTERM to a process), with exit code 0; or after ``--max-requests`` connections
+or ``--max-seconds`` seconds.
 """
 
 from __future__ import annotations
@@ -31,10 +33,8 @@ import ipaddress
 import json
 import logging
 import secrets
-import shlex
 import signal
 import socket
-import socketserver
 import sys
 import threading
 import time
@@ -55,7 +55,9 @@ from creds_core._cli.common import (
     one_line,
     selected_profile,
 )
+from creds_core._cli.shells import DEFAULT_SHELL, shell_lines
 from creds_core._core import CredentialCache, Credentials, CredentialsError, ProviderTimedOut
+from creds_core._net import bind_exclusively
 
 __all__ = [
     "NO_EXPIRY_LIFETIME",
@@ -256,7 +258,7 @@ class _Server(ThreadingHTTPServer):
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind resolves the host name (socket.getfqdn): not needed here.
-        socketserver.TCPServer.server_bind(self)
+        bind_exclusively(self)
         host, port = self.server_address[:2]
         self.server_name = str(host)
         self.server_port = int(port)
@@ -288,15 +290,22 @@ def _url(address: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> s
     return f"http://{host}:{port}{PATH}"
 
 
+def stop_signals() -> list[signal.Signals]:
+    """The signals that stop ``serve``: SIGINT and SIGTERM, and SIGBREAK (Ctrl-Break) where it
+    exists (Windows, where nothing sends a process SIGTERM)."""
+    names = ("SIGINT", "SIGTERM", "SIGBREAK")
+    return [getattr(signal, name) for name in names if hasattr(signal, name)]
+
+
 def _install_signals(stop: threading.Event) -> Callable[[], None]:
-    """Stop on SIGINT and SIGTERM (main thread only); returns what restores the handlers."""
+    """Stop on :func:`stop_signals` (main thread only); returns what restores the handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def handler(signum: int, frame: Any) -> None:
         stop.set()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in stop_signals()}
 
     def restore() -> None:
         for sig, old in previous.items():
@@ -313,6 +322,7 @@ def run(
     timeout: float,
     max_requests: int | None = None,
     max_seconds: float | None = None,
+    shell: str = DEFAULT_SHELL,
 ) -> int:
     """Serve the credentials of ``profile`` until a signal or a bound stops it."""
     address = check_host(host)  # before anything else: never resolve credentials for nothing
@@ -335,17 +345,19 @@ def run(
         server.timeout = _POLL
         url = _url(address, int(server.server_address[1]))
         # stdout: shell lines for the processes that use the endpoint (the token is their key).
-        sys.stdout.write(
-            "unset AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE\n"
-            f"export AWS_CONTAINER_CREDENTIALS_FULL_URI={shlex.quote(url)}\n"
-            f"export AWS_CONTAINER_AUTHORIZATION_TOKEN={shlex.quote(token)}\n"
-        )
+        variables = [
+            ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", None),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", None),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", url),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", token),
+        ]
+        sys.stdout.write(shell_lines(shell, variables))
         sys.stdout.flush()
         expiry = iso_utc(first.expiry) if first.expiry is not None else "never"
         print(
             f"creds-core serve: credentials of profile {name!r} ({how}) from "
             f"{first.provider_name}, key {mask_key(first.access_key_id)}, expiry {expiry}, "
-            f"on {url}; export the variables above in each process; Ctrl-C stops",
+            f"on {url}; set the variables above in each process; Ctrl-C stops",
             file=sys.stderr,
             flush=True,
         )

@@ -20,7 +20,6 @@ import itertools
 import logging
 import re
 import socket
-import socketserver
 import threading
 import time
 from collections import Counter
@@ -31,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, ClassVar, Literal, TypeVar, Union, cast, get_args
 from urllib.parse import parse_qs, urlsplit
+
+from creds_core._net import bind_exclusively
 
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
@@ -139,7 +140,7 @@ class _HTTPServer(ThreadingHTTPServer):
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a resolver query we do not need.
-        socketserver.TCPServer.server_bind(self)
+        bind_exclusively(self)
         self.server_name = LOOPBACK
         self.server_port = int(self.server_address[1])
 

@@ -71,7 +71,10 @@ fn _current_flight(py: Python<'_>) -> PyResult<Option<Py<aio::PyFlight>>> {
     aio::flight_handle(py, creds_core::flight::current().as_ref())
 }
 
-#[pymodule]
+// Safe without the GIL (frozen values, Rust locks and atomics, Python code only on threads
+// that attach for it): PyO3's default, stated because it is a promise to free-threaded CPython
+// (docs/free_threading.md).
+#[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Rust log records go to Python's `logging` (loggers `creds_core.cache`, `creds_core.limiter`,
     // ...). Levels are asked of Python on each record, so `logging` configuration made later

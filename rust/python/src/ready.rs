@@ -99,6 +99,8 @@ fn make_type(py: Python<'_>) -> PyResult<Py<PyType>> {
         flags |= 1 << 7;
     }
     slots.push(slot(0, ptr::null_mut()));
+    // The flags are a C `unsigned long`: u64 on Linux and macOS, the spec's u32 on Windows.
+    #[allow(clippy::useless_conversion)]
     let mut spec = ffi::PyType_Spec {
         name: c"creds_core._core._Ready".as_ptr(),
         basicsize: c_int::try_from(std::mem::size_of::<RawReady>()).expect("a small struct"),

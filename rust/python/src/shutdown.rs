@@ -1,6 +1,9 @@
 //! Interpreter exit. While the interpreter finalizes, CPython ends any other thread that tries
-//! to take the GIL (with `pthread_exit`), and that forced unwind cannot pass Rust frames: the
-//! process would abort. So:
+//! to take the GIL (3.13 and older; 3.14 hangs it instead). How it ends depends on the
+//! platform: `pthread_exit` is a forced unwind on glibc, which cannot pass Rust frames (the
+//! process aborts); with musl, on macOS and on Windows (`_endthreadex`) the thread just stops,
+//! without unwinding, and whatever its Rust frames held (a lock, a counted stretch) stays
+//! held. Either way a thread with Rust frames must never reach that point, on any platform. So:
 //!
 //! * Python providers run on threads that Python created, with no Rust frame below their code
 //!   (see `workers`): CPython can end them like any daemon thread.
