@@ -42,7 +42,7 @@ lint: $(STAMP)
 	$(call rustup-targets,$(OTHER_TARGETS))
 	for target in $(OTHER_TARGETS); do PYO3_CROSS_PYTHON_VERSION=3.9 \
 	  cargo clippy --workspace --all-targets --target $$target -- -D warnings || exit 1; done
-	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/actionlint .github/workflows/*.yml
 	$(BIN)/ruff check python tests benches
 	$(BIN)/ruff format --check python tests benches
 	$(BIN)/mypy
