@@ -152,6 +152,14 @@ class StsServer(CredentialServer):
         # access key issued here -> (assumed role ARN, assumed role id), for caller identity
         self._sessions: dict[str, tuple[str, str]] = {}
 
+    def account_of(self, access_key_id: str) -> str | None:
+        """The account of the role whose credentials this server issued with
+        ``access_key_id`` (None for a key it did not issue): give it to
+        :class:`~creds_core.testing.Ec2Server` as ``accounts``."""
+        with self._lock:
+            session = self._sessions.get(access_key_id)
+        return session[0].split(":")[4] if session is not None else None
+
     @property
     def calls(self) -> list[StsCall]:
         """Every recorded request, oldest first (a copy)."""
