@@ -24,6 +24,7 @@ from typing import Any
 
 import shared_tier
 from report_asyncio import asyncio_section
+from report_discovery import discovery_section
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / ".benchmarks" / "latest.json"
@@ -612,7 +613,16 @@ def markdown(data: dict[str, Any]) -> str:
     benches: list[Bench] = data["benchmarks"]
     NOT_AHEAD.clear()
     body: list[str] = []
-    for section in (hot_path, single_flight, fanout, storm, slow_source, asyncio_section):
+    sections = (
+        hot_path,
+        single_flight,
+        fanout,
+        storm,
+        slow_source,
+        asyncio_section,
+        discovery_section,
+    )
+    for section in sections:
         body += section(benches)
     body += shared_tier.report_sections(benches)  # the shared tier and serve (own file)
     verdict = (
