@@ -2,13 +2,13 @@
 shared limiter (the demo's discovery phase and ``benches/test_discovery.py`` both run it).
 
 Per account, one work item lists the instances page by page (DescribeInstances through
-botocore's paginator, 5 a page); each page starts a work item per instance that describes the
-volumes attached to it (DescribeVolumes filtered by instance id) and one that describes the
-security groups of the page's instances (DescribeSecurityGroups by id).  So 60 pages of an
-account make 60 DescribeInstances, 300 DescribeVolumes and 60 DescribeSecurityGroups calls,
-each API drawing from a bucket of its own (EC2's quotas are per API).  Every work item runs on
-one thread pool.  A call that raises is a failure the application sees: a failed page ends
-that account's listing.
+botocore's paginator, 5 a page); each page starts a work item that describes the volumes
+attached to each of its instances (DescribeVolumes filtered by instance id, one call per
+instance) and then the security groups of its instances (DescribeSecurityGroups by id).  So
+60 pages of an account make 60 DescribeInstances, 300 DescribeVolumes and 60
+DescribeSecurityGroups calls, each API drawing from a bucket of its own (EC2's quotas are per
+API).  Every work item runs on one thread pool.  A call that raises is a failure the
+application sees: a failed page ends that account's listing.
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ def discover(
     lock = threading.Lock()
     items: list[Future[None]] = []
 
-    def call(what: Callable[[], Any]) -> Any:
+    def call(what: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            answer = what()
+            answer = what(*args, **kwargs)
         except Exception as exc:  # the application's failure: counted, not raised
             code = describe_error(exc)
             with lock:
@@ -80,20 +80,20 @@ def discover(
                 result.calls += 1
         return answer
 
-    def volumes(account: str, instance_id: str) -> None:
+    def details(account: str, instances: list[dict[str, Any]]) -> None:
         ec2 = client(account)
-        filters = [{"Name": "attachment.instance-id", "Values": [instance_id]}]
-        answer = call(lambda: ec2.describe_volumes(Filters=filters))
-        if answer is not None:
-            with lock:
-                result.volumes += len(answer["Volumes"])
-
-    def groups(account: str, ids: list[str]) -> None:
-        ec2 = client(account)
-        answer = call(lambda: ec2.describe_security_groups(GroupIds=ids))
-        if answer is not None:
-            with lock:
-                result.groups += len(answer["SecurityGroups"])
+        for instance in instances:
+            filters = [{"Name": "attachment.instance-id", "Values": [instance["InstanceId"]]}]
+            answer = call(ec2.describe_volumes, Filters=filters)
+            if answer is not None:
+                with lock:
+                    result.volumes += len(answer["Volumes"])
+        group_ids = sorted({g["GroupId"] for i in instances for g in i["SecurityGroups"]})
+        if group_ids:
+            answer = call(ec2.describe_security_groups, GroupIds=group_ids)
+            if answer is not None:
+                with lock:
+                    result.groups += len(answer["SecurityGroups"])
 
     def listing(account: str, pool: ThreadPoolExecutor) -> None:
         pages = iter(
@@ -103,18 +103,14 @@ def discover(
         )
         listed = 0
         while max_pages is None or listed < max_pages:
-            page = call(lambda: next(pages, None))
+            page = call(next, pages, None)
             if page is None:  # the last page, or a failure: this account's listing ends
                 break
             listed += 1
             instances = [i for r in page["Reservations"] for i in r["Instances"]]
-            group_ids = sorted({g["GroupId"] for i in instances for g in i["SecurityGroups"]})
             with lock:
                 result.instances += len(instances)
-                for instance in instances:
-                    items.append(pool.submit(volumes, account, instance["InstanceId"]))
-                if group_ids:
-                    items.append(pool.submit(groups, account, group_ids))
+                items.append(pool.submit(details, account, instances))
 
     started = time.perf_counter()
     with ThreadPoolExecutor(threads, thread_name_prefix="discovery") as pool:
