@@ -31,7 +31,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Union
-from urllib.parse import parse_qs
 
 from creds_core._ec2_quotas import EC2_CATEGORIES, Quota, ec2_bucket, ec2_category
 from creds_core.testing._server import LocalServer, Mode, _Request, _Response
@@ -177,17 +176,8 @@ class Ec2Server(LocalServer):
 
     # -- request processing ----------------------------------------------------------------
 
-    @staticmethod
-    def _params(request: _Request) -> dict[str, str]:
-        params = {k: v[0] for k, v in request.query.items() if v}
-        text = request.body.decode("utf-8", errors="replace")
-        for key, values in parse_qs(text, keep_blank_values=True).items():
-            if values:
-                params[key] = values[0]
-        return params
-
     def _observe(self, request: _Request) -> str:
-        action = self._params(request).get("Action")
+        action = request.form().get("Action")
         return action if action else "unknown"
 
     def _take(self, key: BucketKey, quota: Quota) -> bool:
@@ -209,7 +199,7 @@ class Ec2Server(LocalServer):
 
     def _respond(self, request: _Request, kind: str, mode: Mode) -> _Response:
         request_id = str(uuid.uuid4())
-        params = self._params(request)
+        params = request.form()
         try:
             body = self._answer(request, params, mode)
         except _Ec2Error as err:
@@ -339,16 +329,21 @@ class _Inventory:
             if index is not None:
                 yield index
 
+    def _select(
+        self, params: Mapping[str, str], ids: Sequence[str] | None, kind: str, total: int
+    ) -> tuple[list[int], str]:
+        """The indexes an answer lists (those of ``ids``, or a page of all) and its
+        nextToken element."""
+        if ids:
+            return list(dict.fromkeys(self._indexes(ids, kind, total))), ""
+        page, token = _page(params, total)
+        return list(page), token
+
     def _group_id(self, g: int) -> str:
         return f"sg-{self.prefix}{g:09x}"
 
     def instances_xml(self, params: Mapping[str, str]) -> str:
-        ids = _list_param(params, "InstanceId")
-        if ids:
-            page, token = list(self._indexes(ids, "i", self.count)), ""
-        else:
-            page_range, token = _page(params, self.count)
-            page = list(page_range)
+        page, token = self._select(params, _list_param(params, "InstanceId"), "i", self.count)
         # One reservation per two instances, as launched in pairs: a page lists the
         # reservations of its instances, each with the instances of this page.
         reservations: dict[int, list[int]] = {}
@@ -377,16 +372,12 @@ class _Inventory:
         )
 
     def volumes_xml(self, params: Mapping[str, str]) -> str:
+        # A volume has its instance's index: filtering by instance id finds it.
         by_instance = _filter(params, "attachment.instance-id")
-        ids = _list_param(params, "VolumeId")
-        token = ""
         if by_instance is not None:
-            page = list(self._indexes(by_instance, "i", self.count))
-        elif ids:
-            page = list(self._indexes(ids, "vol", self.count))
+            page, token = self._select(params, by_instance, "i", self.count)
         else:
-            page_range, token = _page(params, self.count)
-            page = list(page_range)
+            page, token = self._select(params, _list_param(params, "VolumeId"), "vol", self.count)
         items = "".join(
             f"<item><volumeId>vol-{self.prefix}{i:09x}</volumeId><size>8</size>"
             f"<availabilityZone>{self.region}a</availabilityZone><status>in-use</status>"
@@ -400,13 +391,8 @@ class _Inventory:
         return f"<volumeSet>{items}</volumeSet>{token}"
 
     def security_groups_xml(self, params: Mapping[str, str]) -> str:
-        ids = _list_param(params, "GroupId") or (_filter(params, "group-id") or [])
-        token = ""
-        if ids:
-            page = sorted(set(self._indexes(ids, "sg", self.groups)))
-        else:
-            page_range, token = _page(params, self.groups)
-            page = list(page_range)
+        ids = _list_param(params, "GroupId") or _filter(params, "group-id")
+        page, token = self._select(params, ids, "sg", self.groups)
         items = "".join(
             f"<item><ownerId>{self.account}</ownerId><groupId>{self._group_id(g)}</groupId>"
             f"<groupName>group-{g}</groupName><groupDescription>group {g}</groupDescription>"
