@@ -41,12 +41,13 @@ import importlib.util
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from typing import Any, TextIO
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO, TypeVar
 
 from creds_core._cli.common import EXIT_CREDENTIALS, EXIT_OK
+from creds_core._cli.discovery import Discovery, discover
 
 __all__ = [
     "DEFAULT_ACCOUNTS",
@@ -119,16 +120,18 @@ class Phase:
 
 @dataclass
 class DiscoveryPhase:
-    """What one way of running the discovery cost."""
+    """What one way of running the discovery cost: the discovery's own counts, and the
+    requests and throttled answers the EC2 counted."""
 
     name: str
     accounts: int
-    seconds: float = 0.0
-    calls: int = 0
+    result: Discovery = field(default_factory=Discovery)
     requests: int = 0
     throttled: int = 0
-    failures: int = 0
-    first_failure: str | None = None
+
+    @property
+    def first_failure(self) -> str | None:
+        return self.result.first_failure
 
 
 @contextlib.contextmanager
@@ -292,7 +295,6 @@ def _discovery_phase(
 
     import creds_core.boto3
     from creds_core import ApiLimits, Credentials
-    from creds_core._cli.discovery import discover
 
     capacity, refill = DISCOVERY_QUOTA
     # The account's quotas, as a user gives them: a bucket per API, like EC2's.
@@ -313,11 +315,7 @@ def _discovery_phase(
         clients[account] = session.client("ec2", endpoint_url=url)
     # Each account's listing holds a thread: more accounts, more threads.
     threads = max(DISCOVERY_THREADS, len(clients) + 8)
-    result = discover(clients.__getitem__, list(clients), threads=threads, max_pages=pages)
-    phase.seconds = result.seconds
-    phase.calls = result.calls
-    phase.failures = result.failed
-    phase.first_failure = result.first_failure
+    phase.result = discover(clients.__getitem__, list(clients), threads=threads, max_pages=pages)
 
 
 def _run_discovery(accounts: int, pages: int, err: TextIO) -> tuple[list[DiscoveryPhase], float]:
@@ -350,11 +348,12 @@ def _run_discovery(accounts: int, pages: int, err: TextIO) -> tuple[list[Discove
             _discovery_phase(phase, ec2.url, keys, pages, phase.name == "creds_core")
             phase.requests = ec2.requests
             phase.throttled = ec2.counts["throttled"]
-        failed = f", first: {phase.first_failure}" if phase.first_failure else ""
+        result = phase.result
+        failed = f", first: {result.first_failure}" if result.first_failure else ""
         print(
-            f"{phase.name} discovery: {phase.calls} calls in {phase.seconds:.1f} s, "
+            f"{phase.name} discovery: {result.calls} calls in {result.seconds:.1f} s, "
             f"{phase.requests} EC2 requests, {phase.throttled} throttled, "
-            f"{phase.failures} failed{failed}",
+            f"{result.failed} failed{failed}",
             file=err,
             flush=True,
         )
@@ -364,19 +363,13 @@ def _run_discovery(accounts: int, pages: int, err: TextIO) -> tuple[list[Discove
 def render_discovery_table(phases: list[DiscoveryPhase], floor: float, out: TextIO) -> None:
     rows: list[tuple[str, Callable[[DiscoveryPhase], str]]] = [
         ("accounts", lambda p: f"{p.accounts:,}"),
-        ("API calls made", lambda p: f"{p.calls:,}"),
-        ("wall time", lambda p: f"{p.seconds:.1f} s"),
+        ("API calls made", lambda p: f"{p.result.calls:,}"),
+        ("wall time", lambda p: f"{p.result.seconds:.1f} s"),
         ("EC2 requests", lambda p: f"{p.requests:,}"),
         ("throttled responses", lambda p: f"{p.throttled:,}"),
-        ("calls failed", lambda p: f"{p.failures:,}"),
+        ("calls failed", lambda p: f"{p.result.failed:,}"),
     ]
-    width = max(14, *(len(p.name) for p in phases))
-    out.write(f"{'discovery':<20}" + "".join(f"{p.name:>{width}}" for p in phases) + "\n")
-    for label, cell in rows:
-        out.write(f"{label:<20}" + "".join(f"{cell(p):>{width}}" for p in phases) + "\n")
-    for p in phases:
-        if p.first_failure:
-            out.write(f"{p.name}: first failed call: {p.first_failure}\n")
+    _write_table("discovery", phases, rows, "first failed call", out)
     out.write(
         f"quota floor: {floor:.1f} s (no client can list faster than the EC2 buckets refill)\n"
     )
@@ -392,14 +385,36 @@ def render_table(phases: list[Phase], out: TextIO) -> None:
         ("throttled responses", lambda p: f"{p.throttled:,}"),
         ("failures", lambda p: f"{p.failures:,}"),
     ]
+    _write_table("", phases, rows, "first failure", out)
+    out.flush()
+
+
+class _Column(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def first_failure(self) -> str | None: ...
+
+
+_C = TypeVar("_C", bound=_Column)
+
+
+def _write_table(
+    title: str,
+    phases: Sequence[_C],
+    rows: Sequence[tuple[str, Callable[[_C], str]]],
+    failure: str,
+    out: TextIO,
+) -> None:
+    """A column per phase, a line per row, then each phase's first failure."""
     width = max(14, *(len(p.name) for p in phases))
-    out.write(f"{'':<20}" + "".join(f"{p.name:>{width}}" for p in phases) + "\n")
+    out.write(f"{title:<20}" + "".join(f"{p.name:>{width}}" for p in phases) + "\n")
     for label, cell in rows:
         out.write(f"{label:<20}" + "".join(f"{cell(p):>{width}}" for p in phases) + "\n")
     for p in phases:
         if p.first_failure:
-            out.write(f"{p.name}: first failure: {p.first_failure}\n")
-    out.flush()
+            out.write(f"{p.name}: {failure}: {p.first_failure}\n")
 
 
 def run(
@@ -475,5 +490,5 @@ def run(
         "plain boto3: a client per account, default retry settings.\n"
     )
     out.flush()
-    ok = phases[0].failures == 0 and discovery[0].failures == 0
+    ok = phases[0].failures == 0 and discovery[0].result.failed == 0
     return EXIT_OK if ok else EXIT_CREDENTIALS
