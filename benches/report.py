@@ -589,7 +589,8 @@ def header(data: dict[str, Any]) -> list[str]:
         "",
         f"Written by `{COMMAND}` (`{COMMAND_LONG}`), which runs the pytest-benchmark suites in"
         " `benches/` and turns their JSON into this page and `benchmarks.png`.  Nothing talks"
-        " to AWS: sources are local stubs or the project's own StsServer on 127.0.0.1.",
+        " to AWS: sources are local stubs or the project's own StsServer and Ec2Server on"
+        " 127.0.0.1.",
         "",
         f"Run of {when} UTC on {cpu.get('count', '?')} CPUs ({cpu.get('brand_raw', '?')}),"
         f" Python {machine.get('python_version', '?')}; {versions}.  One run.  From run to run"
