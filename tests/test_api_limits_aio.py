@@ -157,7 +157,8 @@ def test_against_a_throttling_ec2_no_call_fails_and_the_loop_keeps_ticking() -> 
         assert ec2.counts["DescribeVolumes"] - throttled == 24
     (stats,) = limits.stats().values()
     assert stats["waited"] > 0 and stats["throttled"] == throttled
-    # Generous: a busy machine delays some ticks, it does not stall the loop for a second.
+    # Generous, for a busy machine that delays some ticks: waits that blocked the loop stall
+    # it for nearly the whole run (measured: 2.6 s of 2.8 s), a loop that runs for far less.
     stalled = sum(gap for gap in gaps if gap > 0.05)
     assert wall > 1.0, "the calls must have waited for this to prove much"
-    assert stalled < 0.5, (stalled, wall)
+    assert stalled < 0.5 * wall, (stalled, wall)
