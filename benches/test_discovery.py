@@ -17,7 +17,9 @@ DescribeVolumes bucket has to serve 300 calls from a bucket of 100 refilled at 2
 buckets of all accounts refill in parallel, so the floor of the whole discovery is the floor
 of one bucket.  The fleet row: 3 processes, each a third
 of the pages of the same 10 accounts (so the same 300 calls per bucket: the same floor), with
-``ApiLimits(shared=RedisTier(...))`` on a local redis-server.
+``ApiLimits(shared=RedisTier(...))`` on a local redis-server.  A client per work item is
+measured for creds_core and botocore's adaptive mode only: that layout is bound by making the
+clients (about 35 s a row), not by the quotas.
 
 make bench     (or: .venv/bin/python -m pytest benches/test_discovery.py --benchmark-only -s)
 """
