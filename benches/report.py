@@ -24,6 +24,7 @@ from typing import Any
 
 import shared_tier
 from report_asyncio import asyncio_section
+from report_discovery import discovery_section
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = ROOT / ".benchmarks" / "latest.json"
@@ -588,7 +589,8 @@ def header(data: dict[str, Any]) -> list[str]:
         "",
         f"Written by `{COMMAND}` (`{COMMAND_LONG}`), which runs the pytest-benchmark suites in"
         " `benches/` and turns their JSON into this page and `benchmarks.png`.  Nothing talks"
-        " to AWS: sources are local stubs or the project's own StsServer on 127.0.0.1.",
+        " to AWS: sources are local stubs or the project's own StsServer and Ec2Server on"
+        " 127.0.0.1.",
         "",
         f"Run of {when} UTC on {cpu.get('count', '?')} CPUs ({cpu.get('brand_raw', '?')}),"
         f" Python {machine.get('python_version', '?')}; {versions}.  One run.  From run to run"
@@ -612,7 +614,16 @@ def markdown(data: dict[str, Any]) -> str:
     benches: list[Bench] = data["benchmarks"]
     NOT_AHEAD.clear()
     body: list[str] = []
-    for section in (hot_path, single_flight, fanout, storm, slow_source, asyncio_section):
+    sections = (
+        hot_path,
+        single_flight,
+        fanout,
+        storm,
+        slow_source,
+        asyncio_section,
+        discovery_section,
+    )
+    for section in sections:
         body += section(benches)
     body += shared_tier.report_sections(benches)  # the shared tier and serve (own file)
     verdict = (

@@ -126,3 +126,33 @@ def test_a_fleet_on_one_quota_makes_no_call_fail(redis_server: RedisServer, sts:
     assert errors == []
     assert sts.counts["GetCallerIdentity"] - sts.counts["throttled"] == 60
     assert sum(limits.totals()["acquired"] for limits in fleet) == sts.counts["GetCallerIdentity"]
+
+
+def test_redis_going_down_mid_discovery_fails_no_ec2_call(redis_server: RedisServer) -> None:
+    # EC2's own buckets (known quotas: fleet-wide through Redis), a small server bucket so the
+    # calls also meet throttling; Redis stops half way, the calls go on with local buckets.
+    from creds_core.testing import Ec2Server
+
+    t = tier(redis_server, socket_timeout=0.2, socket_connect_timeout=0.2)
+    limits = ApiLimits({"ec2:Describe*": {"rate": 40, "burst": 10}}, shared=t, max_wait=600)
+    with Ec2Server(quotas={"non-mutating": (10, 40)}, max_seconds=60) as ec2:
+        client = session(limits).client("ec2", endpoint_url=ec2.url, config=ONE_ATTEMPT)
+        errors: list[BaseException] = []
+
+        def work(_: int) -> None:
+            for _ in range(5):
+                try:
+                    client.describe_volumes(MaxResults=5)
+                except BaseException as exc:  # counted and asserted below
+                    errors.append(exc)
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(work, range(4)))
+        assert t.stats()["bucket_draws"] > 0, "the first half drew tokens from Redis"
+        redis_server.stop()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(work, range(4)))
+        assert errors == []
+        assert ec2.counts["DescribeVolumes"] - ec2.counts["throttled"] == 40
+    assert t.stats()["redis_errors"] >= 1
+    assert limits.totals()["acquired"] == ec2.counts["DescribeVolumes"]

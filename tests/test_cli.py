@@ -569,8 +569,9 @@ def _row(out: str, label: str) -> list[int]:
 
 def test_demo_small(capsys: pytest.CaptureFixture[str]) -> None:
     before = dict(os.environ)
-    roles = 30
-    assert cli.main(["demo", "--roles", str(roles)]) == 0
+    roles, accounts, pages = 30, 3, 6
+    argv = ["demo", "--roles", str(roles), "--accounts", str(accounts), "--pages", str(pages)]
+    assert cli.main(argv) == 0
     assert dict(os.environ) == before
     captured = capsys.readouterr()
     out, err = captured.out, captured.err
@@ -586,3 +587,18 @@ def test_demo_small(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(rf"^creds_core: {roles} roles in [\d.]+ s", err, re.M)
     assert re.search(rf"^plain boto3: {roles} roles in [\d.]+ s", err, re.M)
     assert "\r" not in err
+    # The discovery phase: its own table, after the roles' one.
+    discovery = out[out.index("\ndiscovery ") :]
+    assert _row(discovery, "accounts") == [accounts, accounts]
+    (cc_made, boto_made) = _row(discovery, "API calls made")
+    (cc_requests, boto_requests) = _row(discovery, "EC2 requests")
+    (cc_throttled, boto_throttled) = _row(discovery, "throttled responses")
+    (cc_failed, boto_failed) = _row(discovery, "calls failed")
+    # Per account: a DescribeInstances and a DescribeSecurityGroups call per page of 5
+    # instances and a DescribeVolumes call per instance, every one of them made.
+    assert cc_failed == 0
+    assert cc_made == accounts * pages * 7
+    assert cc_requests == cc_made + cc_throttled
+    assert boto_requests >= boto_made + boto_throttled
+    assert "quota floor: 2.5 s" in discovery  # (30 calls - 20 tokens) / 4 a second
+    assert re.search(r"^creds_core discovery: \d+ calls in [\d.]+ s", err, re.M)

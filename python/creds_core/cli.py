@@ -14,9 +14,10 @@ Subcommands (``creds-core SUBCOMMAND --help`` for each)::
     creds-core doctor [--profile P] [--no-sts]
         Which providers were tried, how long each took, which one served, expiry and refresh
         windows, identity and clock skew, and warnings to act on.  Never prints a secret.
-    creds-core demo [--roles N] [--rate R] [--latency S]
+    creds-core demo [--roles N] [--rate R] [--latency S] [--accounts N] [--pages N]
         Assume N roles through creds_core and through plain boto3 against an embedded local
-        STS, and compare.  Needs no AWS account.
+        STS, then discover the instances of many accounts against an embedded EC2 that
+        throttles, and compare.  Needs no AWS account.
 
 Errors are one line on stderr saying what to do: never a traceback (``--debug`` shows one for
 unexpected errors), never a secret.
@@ -240,14 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="connect and read timeout of the STS call (default: 5)",
     )
 
-    from creds_core._cli.demo import DEFAULT_LATENCY, DEFAULT_RATE, DEFAULT_ROLES
+    from creds_core._cli.demo import (
+        DEFAULT_ACCOUNTS,
+        DEFAULT_LATENCY,
+        DEFAULT_PAGES,
+        DEFAULT_RATE,
+        DEFAULT_ROLES,
+    )
 
     demo = commands.add_parser(
         "demo",
-        help="assume many roles through creds_core and plain boto3 on a local STS",
+        help="assume many roles, then discover many accounts, through creds_core and plain "
+        "boto3 on a local STS and EC2",
         description="Start a local STS (token bucket, latency), assume N roles through "
         "creds_core and then through plain boto3 (a Session and client per role), each role "
-        "making one signed call, and compare wall time, STS calls, throttling and failures. "
+        "making one signed call, and compare wall time, STS calls, throttling and failures; "
+        "then discover the instances, volumes and security groups of many accounts on a "
+        "local EC2 with scaled-down EC2 quotas, both ways. "
         "No AWS account or configuration is used.",
     )
     _common(demo, profile=False, timeout=None)
@@ -271,6 +281,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_LATENCY,
         metavar="S",
         help=f"seconds added to every STS answer (default: {DEFAULT_LATENCY:g})",
+    )
+    demo.add_argument(
+        "--accounts",
+        type=_positive_int,
+        default=DEFAULT_ACCOUNTS,
+        metavar="N",
+        help=f"accounts of the discovery phase (default: {DEFAULT_ACCOUNTS})",
+    )
+    demo.add_argument(
+        "--pages",
+        type=_positive_int,
+        default=DEFAULT_PAGES,
+        metavar="N",
+        help="DescribeInstances pages of 5 instances per account in the discovery phase "
+        f"(default: {DEFAULT_PAGES})",
     )
     return parser
 
@@ -306,7 +331,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "demo":
         from creds_core._cli import demo
 
-        return demo.run(args.roles, args.rate, args.latency)
+        return demo.run(
+            args.roles, args.rate, args.latency, accounts=args.accounts, pages=args.pages
+        )
     raise CliError(f"unknown command {command!r}; see {PROG} --help", EXIT_USAGE)
 
 

@@ -17,9 +17,20 @@ call with its credentials, on 64 threads:
   ``assume_role`` then a client with the role's credentials.
 
 The table compares wall time, STS calls (as the server counted them), throttled answers and
-roles that failed.  botocore runs in an isolated environment during the demo: no AWS_*
-variables, ``AWS_CONFIG_FILE`` and ``AWS_SHARED_CREDENTIALS_FILE`` set to the null device,
-IMDS disabled, no proxy; the source credentials are fake and explicit.
+roles that failed.
+
+Then a **discovery** (``creds_core._cli.discovery``) of ``--accounts`` accounts against an
+embedded EC2 (:class:`creds_core.testing.Ec2Server`) whose quotas are EC2's scaled down five
+times so that the phase is short (a bucket of 20 tokens refilled at 4 a second per account
+and API): per account ``--pages`` DescribeInstances pages of 5 instances, a DescribeVolumes
+call per instance and a DescribeSecurityGroups call per page, on 32 threads.  creds_core gives
+its sessions an ``ApiLimits`` that knows those quotas; plain boto3 uses its default retry
+settings.  A second table compares wall time, EC2 requests, throttled answers and calls that
+failed.
+
+botocore runs in an isolated environment during the demo: no AWS_* variables,
+``AWS_CONFIG_FILE`` and ``AWS_SHARED_CREDENTIALS_FILE`` set to the null device, IMDS
+disabled, no proxy; the source credentials are fake and explicit.
 """
 
 from __future__ import annotations
@@ -30,14 +41,24 @@ import importlib.util
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from typing import Any, TextIO
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO, TypeVar
 
 from creds_core._cli.common import EXIT_CREDENTIALS, EXIT_OK
+from creds_core._cli.discovery import Discovery, discover
 
-__all__ = ["DEFAULT_LATENCY", "DEFAULT_RATE", "DEFAULT_ROLES", "Phase", "run"]
+__all__ = [
+    "DEFAULT_ACCOUNTS",
+    "DEFAULT_LATENCY",
+    "DEFAULT_PAGES",
+    "DEFAULT_RATE",
+    "DEFAULT_ROLES",
+    "DiscoveryPhase",
+    "Phase",
+    "run",
+]
 
 #: Roles assumed by default: both phases finish in about a minute on the project's machine.
 DEFAULT_ROLES = 200
@@ -56,6 +77,15 @@ LIMITER_BURST_SHARE = 0.2
 ROLE_LOAD_TIMEOUT = 30.0
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+#: The discovery phase: accounts, DescribeInstances pages per account, threads.  With the
+#: scaled quotas each account's DescribeVolumes bucket serves 5 calls a page: 60 calls from
+#: 20 tokens at 4 a second need 10 s at least.
+DEFAULT_ACCOUNTS = 10
+DEFAULT_PAGES = 12
+DISCOVERY_THREADS = 32
+#: EC2's non-mutating quota (100 tokens, 20 a second) scaled down five times.
+DISCOVERY_QUOTA = (20.0, 4.0)
+DISCOVERY_LATENCY = 0.005
 # Fake source credentials: the embedded STS does not verify signatures.
 _SOURCE_KEY = "AKIADEMOSOURCEKEY001"
 _SOURCE_SECRET = "creds-core-demo-not-a-real-secret"
@@ -86,6 +116,22 @@ class Phase:
     throttled: int = 0
     failures: int = 0
     first_failure: str | None = None
+
+
+@dataclass
+class DiscoveryPhase:
+    """What one way of running the discovery cost: the discovery's own counts, and the
+    requests and throttled answers the EC2 counted."""
+
+    name: str
+    accounts: int
+    result: Discovery = field(default_factory=Discovery)
+    requests: int = 0
+    throttled: int = 0
+
+    @property
+    def first_failure(self) -> str | None:
+        return self.result.first_failure
 
 
 @contextlib.contextmanager
@@ -237,6 +283,99 @@ def _run_phase(
         )
 
 
+def _discovery_keys(accounts: int) -> dict[str, str]:
+    """Fake static keys, one per account, mapped to the account by the embedded EC2."""
+    return {f"AKIADEMODISCOVER{n:04d}": f"{200000000000 + n:012d}" for n in range(accounts)}
+
+
+def _discovery_phase(
+    phase: DiscoveryPhase, url: str, keys: Mapping[str, str], pages: int, limited: bool
+) -> None:
+    import boto3
+
+    import creds_core.boto3
+    from creds_core import ApiLimits, Credentials
+
+    capacity, refill = DISCOVERY_QUOTA
+    # The account's quotas, as a user gives them: a bucket per API, like EC2's.
+    limits = ApiLimits(
+        {"ec2:Describe*": {"rate": refill, "burst": capacity, "per_operation": True}}
+    )
+    clients: dict[str, Any] = {}
+    for key, account in keys.items():
+        if limited:
+            credentials = Credentials(key, _SOURCE_SECRET, account_id=account)
+            session = creds_core.boto3.session(
+                lambda c=credentials: c, api_limits=limits, region_name=REGION
+            )
+        else:
+            session = boto3.Session(
+                aws_access_key_id=key, aws_secret_access_key=_SOURCE_SECRET, region_name=REGION
+            )
+        clients[account] = session.client("ec2", endpoint_url=url)
+    # Each account's listing holds a thread: more accounts, more threads.
+    threads = max(DISCOVERY_THREADS, len(clients) + 8)
+    phase.result = discover(clients.__getitem__, list(clients), threads=threads, max_pages=pages)
+
+
+def _run_discovery(accounts: int, pages: int, err: TextIO) -> tuple[list[DiscoveryPhase], float]:
+    """Both discovery phases, each against a fresh embedded EC2 (full buckets); the phases
+    and the quota floor."""
+    from creds_core.testing import Ec2Server
+
+    capacity, refill = DISCOVERY_QUOTA
+    keys = _discovery_keys(accounts)
+    phases = [DiscoveryPhase("creds_core", accounts), DiscoveryPhase("plain boto3", accounts)]
+    # Each account's DescribeVolumes bucket serves 5 calls a page.
+    floor = max(0.0, (5 * pages - capacity) / refill)
+    print(
+        f"\ncreds-core demo: discovery of {accounts} accounts ({pages} DescribeInstances pages "
+        f"of 5 each, a DescribeVolumes call per instance, a DescribeSecurityGroups call per "
+        f"page) on {DISCOVERY_THREADS} threads against a local EC2 (a bucket of "
+        f"{capacity:g} tokens refilled at {refill:g}/s per account and API)",
+        file=err,
+        flush=True,
+    )
+    for phase in phases:
+        with Ec2Server(
+            accounts=keys,
+            quotas={"non-mutating": DISCOVERY_QUOTA},
+            instances=5 * pages,
+            delay=DISCOVERY_LATENCY,
+            max_requests=200 * accounts * pages + 1000,
+            max_seconds=3600.0,
+        ) as ec2:
+            _discovery_phase(phase, ec2.url, keys, pages, phase.name == "creds_core")
+            phase.requests = ec2.requests
+            phase.throttled = ec2.counts["throttled"]
+        result = phase.result
+        failed = f", first: {result.first_failure}" if result.first_failure else ""
+        print(
+            f"{phase.name} discovery: {result.calls} calls in {result.seconds:.1f} s, "
+            f"{phase.requests} EC2 requests, {phase.throttled} throttled, "
+            f"{result.failed} failed{failed}",
+            file=err,
+            flush=True,
+        )
+    return phases, floor
+
+
+def render_discovery_table(phases: list[DiscoveryPhase], floor: float, out: TextIO) -> None:
+    rows: list[tuple[str, Callable[[DiscoveryPhase], str]]] = [
+        ("accounts", lambda p: f"{p.accounts:,}"),
+        ("API calls made", lambda p: f"{p.result.calls:,}"),
+        ("wall time", lambda p: f"{p.result.seconds:.1f} s"),
+        ("EC2 requests", lambda p: f"{p.requests:,}"),
+        ("throttled responses", lambda p: f"{p.throttled:,}"),
+        ("calls failed", lambda p: f"{p.result.failed:,}"),
+    ]
+    _write_table("discovery", phases, rows, "first failed call", out)
+    out.write(
+        f"quota floor: {floor:.1f} s (no client can list faster than the EC2 buckets refill)\n"
+    )
+    out.flush()
+
+
 def render_table(phases: list[Phase], out: TextIO) -> None:
     rows: list[tuple[str, Callable[[Phase], str]]] = [
         ("roles", lambda p: f"{p.roles:,}"),
@@ -246,14 +385,36 @@ def render_table(phases: list[Phase], out: TextIO) -> None:
         ("throttled responses", lambda p: f"{p.throttled:,}"),
         ("failures", lambda p: f"{p.failures:,}"),
     ]
+    _write_table("", phases, rows, "first failure", out)
+    out.flush()
+
+
+class _Column(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def first_failure(self) -> str | None: ...
+
+
+_C = TypeVar("_C", bound=_Column)
+
+
+def _write_table(
+    title: str,
+    phases: Sequence[_C],
+    rows: Sequence[tuple[str, Callable[[_C], str]]],
+    failure: str,
+    out: TextIO,
+) -> None:
+    """A column per phase, a line per row, then each phase's first failure."""
     width = max(14, *(len(p.name) for p in phases))
-    out.write(f"{'':<20}" + "".join(f"{p.name:>{width}}" for p in phases) + "\n")
+    out.write(f"{title:<20}" + "".join(f"{p.name:>{width}}" for p in phases) + "\n")
     for label, cell in rows:
         out.write(f"{label:<20}" + "".join(f"{cell(p):>{width}}" for p in phases) + "\n")
     for p in phases:
         if p.first_failure:
-            out.write(f"{p.name}: first failure: {p.first_failure}\n")
-    out.flush()
+            out.write(f"{p.name}: {failure}: {p.first_failure}\n")
 
 
 def run(
@@ -261,13 +422,17 @@ def run(
     rate: float,
     latency: float,
     *,
+    accounts: int = DEFAULT_ACCOUNTS,
+    pages: int = DEFAULT_PAGES,
     out: TextIO | None = None,
     err: TextIO | None = None,
     progress: bool | None = None,
 ) -> int:
-    """Run both phases against one embedded STS and print the table on ``out``.
+    """Run both phases against one embedded STS, then the discovery against an embedded
+    EC2, and print the tables on ``out``.
 
-    Exit code 0 when every role assumed through creds_core worked, 1 otherwise.
+    Exit code 0 when every role assumed and every discovery call made through creds_core
+    worked, 1 otherwise.
     """
     from creds_core._core import Limiter
     from creds_core.testing import StsServer
@@ -310,13 +475,20 @@ def run(
             progress,
             err,
         )
+        discovery, floor = _run_discovery(accounts, pages, err)
     out.write("\n")
     render_table(phases, out)
     out.write(
         f"\ncreds_core: one source session; the role caches share a Limiter at "
         f"{rate * LIMITER_SHARE:g} AssumeRole/s\n  (each role then makes a call of its own to "
         f"the same STS: together under its {rate:g}/s);\n"
-        "plain boto3: a boto3.Session and STS client per role, default retry settings.\n"
+        "plain boto3: a boto3.Session and STS client per role, default retry settings.\n\n"
+    )
+    render_discovery_table(discovery, floor, out)
+    out.write(
+        "\ncreds_core: an ApiLimits shared by the accounts' sessions, told the EC2 quotas;\n"
+        "plain boto3: a client per account, default retry settings.\n"
     )
     out.flush()
-    return EXIT_OK if phases[0].failures == 0 else EXIT_CREDENTIALS
+    ok = phases[0].failures == 0 and discovery[0].result.failed == 0
+    return EXIT_OK if ok else EXIT_CREDENTIALS

@@ -119,6 +119,19 @@ class _Request:
     headers: Mapping[str, str]  # lower-cased names
     body: bytes
 
+    def form(self) -> dict[str, str]:
+        """The Query-protocol parameters (STS, EC2): the query string's, then the form body's
+        (first value of each)."""
+        params = {k: v[0] for k, v in self.query.items() if v}
+        try:
+            text = self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""
+        for key, values in parse_qs(text, keep_blank_values=True).items():
+            if values:
+                params[key] = values[0]
+        return params
+
 
 @dataclass(frozen=True)
 class _Response:

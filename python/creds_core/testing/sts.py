@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
 
 from creds_core.testing._server import (
@@ -152,6 +151,14 @@ class StsServer(CredentialServer):
         # access key issued here -> (assumed role ARN, assumed role id), for caller identity
         self._sessions: dict[str, tuple[str, str]] = {}
 
+    def account_of(self, access_key_id: str) -> str | None:
+        """The account of the role whose credentials this server issued with
+        ``access_key_id`` (None for a key it did not issue): give it to
+        :class:`~creds_core.testing.Ec2Server` as ``accounts``."""
+        with self._lock:
+            session = self._sessions.get(access_key_id)
+        return session[0].split(":")[4] if session is not None else None
+
     @property
     def calls(self) -> list[StsCall]:
         """Every recorded request, oldest first (a copy)."""
@@ -159,18 +166,6 @@ class StsServer(CredentialServer):
             return list(self._calls)
 
     # -- parsing ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _params(request: _Request) -> dict[str, str]:
-        params = {k: v[0] for k, v in request.query.items() if v}
-        try:
-            text = request.body.decode("utf-8")
-        except UnicodeDecodeError:
-            text = ""
-        for key, values in parse_qs(text, keep_blank_values=True).items():
-            if values:
-                params[key] = values[0]
-        return params
 
     @staticmethod
     def _signer(request: _Request, params: Mapping[str, str]) -> str | None:
@@ -181,7 +176,7 @@ class StsServer(CredentialServer):
         return presigned.split("/", 1)[0] if presigned else None
 
     def _observe(self, request: _Request) -> str:
-        action = self._params(request).get("Action")
+        action = request.form().get("Action")
         return action if action else "unknown"
 
     # -- rate limiting ---------------------------------------------------------------------
@@ -208,7 +203,7 @@ class StsServer(CredentialServer):
     # -- answering -------------------------------------------------------------------------
 
     def _respond(self, request: _Request, kind: str, mode: Mode) -> _Response:
-        params = self._params(request)
+        params = request.form()
         request_id = str(uuid.uuid4())
         action = params.get("Action", "")
         signer = self._signer(request, params)

@@ -512,8 +512,15 @@ impl Limiter {
             let slower = (base * DECREASE).max(MIN_RATE);
             c.rate = Some(slower);
             c.rate_before_decrease = base;
-            // No burst right after a throttle: the next call waits one new interval.
-            c.tat = c.tat.max(now + Duration::from_secs_f64(1.0 / slower));
+        }
+        // The service's bucket is empty, so ours is too: no burst right after a throttle
+        // (else each throttled retry goes out at once until our own burst is spent); the next
+        // call waits one interval of the (new) rate, whatever the configured burst.
+        if let Some(rate) = c.rate {
+            let interval = Duration::from_secs_f64(1.0 / rate);
+            let burst = self.config.burst.unwrap_or_else(|| rate.max(1.0));
+            let tolerance = interval.mul_f64((burst - 1.0).max(0.0));
+            c.tat = c.tat.max(now + tolerance + interval);
         }
     }
 
@@ -651,21 +658,23 @@ mod tests {
         });
         let p = l.acquire(false, never()).await.unwrap();
         l.record(p, CallOutcome::Throttled);
+        // Admitted, not acquired: after a throttle the calls wait for their turn (no burst),
+        // and this clock only moves when told.
         assert_eq!(l.current_rate(), Some(50.0));
         // Many successes within the same instant do not raise it.
         for _ in 0..50 {
-            let p = l.acquire(false, never()).await.unwrap();
-            l.record(p, CallOutcome::Success);
+            let a = l.admit().unwrap();
+            l.finish(a, CallOutcome::Success);
         }
         assert_eq!(l.current_rate(), Some(50.0));
         clock.advance(Duration::from_secs(1));
-        let p = l.acquire(false, never()).await.unwrap();
-        l.record(p, CallOutcome::Success);
+        let a = l.admit().unwrap();
+        l.finish(a, CallOutcome::Success);
         let after_1s = l.current_rate().unwrap();
         assert!((after_1s - cubic_rate(100.0, Duration::from_secs(1))).abs() < 1e-9);
         clock.advance(Duration::from_secs(9));
-        let p = l.acquire(false, never()).await.unwrap();
-        l.record(p, CallOutcome::Success);
+        let a = l.admit().unwrap();
+        l.finish(a, CallOutcome::Success);
         assert_eq!(l.current_rate(), Some(100.0)); // never above the configured rate
     }
 
@@ -840,6 +849,38 @@ mod tests {
             Some(20.0),
             "recovered, capped at the configured rate"
         );
+    }
+
+    #[test]
+    fn a_throttle_empties_the_bucket_so_no_burst_follows_it() {
+        let (clock, l) = limiter(LimiterConfig {
+            rate: Some(20.0),
+            burst: Some(90.0),
+            ..LimiterConfig::default()
+        });
+        let a = l.admit().unwrap();
+        assert_eq!(
+            a.wait,
+            Duration::ZERO,
+            "a full bucket: the first call starts at once"
+        );
+        l.finish(a, CallOutcome::Throttled);
+        let waits: Vec<_> = (0..3).map(|_| l.admit().unwrap().wait).collect();
+        assert_eq!(
+            waits,
+            vec![
+                Duration::from_millis(100),
+                Duration::from_millis(200),
+                Duration::from_millis(300)
+            ],
+            "one interval of the halved rate (10/s) apart, not a burst of 89"
+        );
+        // A second throttle within the second does not halve again, but empties the bucket.
+        clock.advance(Duration::from_millis(500));
+        let a = l.admit().unwrap();
+        l.finish(a, CallOutcome::Throttled);
+        assert_eq!(l.current_rate(), Some(10.0));
+        assert_eq!(l.admit().unwrap().wait, Duration::from_millis(100));
     }
 
     #[test]
