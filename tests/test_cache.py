@@ -282,31 +282,29 @@ def test_invalidate_does_not_break_an_active_backoff() -> None:
     assert p.calls == 2
 
 
-@pytest.mark.parametrize(
-    ("answer", "message"),
-    [
-        (lambda: 42, "expected Credentials, a mapping or None, got int"),
-        (lambda: {"AccessKeyId": "AK"}, "no secret access key"),
-        (lambda: {"AccessKeyId": "AK", "SecretAccessKey": ""}, "SecretAccessKey is empty"),
-        (
-            lambda: {"AccessKeyId": "AK", "SecretAccessKey": SECRET, "Expiration": "later"},
-            "Expiration",
-        ),
-        (
-            lambda: {
-                "AccessKeyId": "AK",
-                "SecretAccessKey": SECRET,
-                "Expiration": "2030-02-30T00:00:00Z",  # no such day
-            },
-            "Expiration",
-        ),
-        (
-            lambda: (_ for _ in ()).throw(ValueError("bad config value")),
-            "ValueError: bad config value",
-        ),
-    ],
-)
-def test_bad_answers_raise_a_credentials_error_naming_the_provider_and_the_cache_keeps_serving(
+# What a provider answers that cannot be converted to credentials: the same source would
+# answer the same again, so the refresh fails as non-recoverable (raised, briefly cached).
+UNUSABLE_ANSWERS = [
+    (lambda: 42, "expected Credentials, a mapping or None, got int"),
+    (lambda: {"AccessKeyId": "AK"}, "no secret access key"),
+    (lambda: {"AccessKeyId": "AK", "SecretAccessKey": ""}, "SecretAccessKey is empty"),
+    (
+        lambda: {"AccessKeyId": "AK", "SecretAccessKey": SECRET, "Expiration": "later"},
+        "Expiration",
+    ),
+    (
+        lambda: {
+            "AccessKeyId": "AK",
+            "SecretAccessKey": SECRET,
+            "Expiration": "2030-02-30T00:00:00Z",  # no such day
+        },
+        "Expiration",
+    ),
+]
+
+
+@pytest.mark.parametrize(("answer", "message"), UNUSABLE_ANSWERS)
+def test_an_unusable_answer_is_a_non_recoverable_error_naming_the_provider(
     answer: Any, message: str
 ) -> None:
     clock = ManualClock()
@@ -320,14 +318,38 @@ def test_bad_answers_raise_a_credentials_error_naming_the_provider_and_the_cache
 
     provider.name = "flaky-source"  # type: ignore[attr-defined]
     empty = CredentialCache(lambda: answer(), name="empty", clock=clock)
-    with pytest.raises(CredentialsError, match=message) as info:
+    with pytest.raises(NonRecoverableError, match=message) as info:
         empty.get()
     assert SECRET not in str(info.value)
     cache = CredentialCache(provider, clock=clock)
     cache.get()
     clock.advance(900 - 30)
-    assert cache.get().access_key_id == "GOOD"
+    with pytest.raises(NonRecoverableError, match="flaky-source") as info:
+        cache.get()
+    assert SECRET not in str(info.value)
     assert message.split(":")[0] in cache.inspect()["last_error"]
+
+
+def test_a_provider_that_raises_a_plain_exception_leaves_the_cache_serving() -> None:
+    clock = ManualClock()
+    good = {"n": 0}
+
+    def provider() -> Any:
+        good["n"] += 1
+        if good["n"] == 1:
+            return creds("GOOD", lifetime=900, now=clock.now())
+        raise ValueError("bad config value")
+
+    provider.name = "flaky-source"  # type: ignore[attr-defined]
+    empty = CredentialCache(lambda: provider() and provider(), name="empty", clock=clock)
+    with pytest.raises(CredentialsError, match="ValueError: bad config value"):
+        empty.get()
+    good["n"] = 0
+    cache = CredentialCache(provider, clock=clock)
+    cache.get()
+    clock.advance(900 - 30)
+    assert cache.get().access_key_id == "GOOD"
+    assert "ValueError: bad config value" in cache.inspect()["last_error"]
     assert "flaky-source" in cache.inspect()["last_error"]
 
 
