@@ -220,8 +220,9 @@ class _Handler(BaseHTTPRequestHandler):
         return words[1] if len(words) >= 2 else self.path
 
     def _handle(self) -> None:
+        headers = self.headers
         status, body = self._endpoint().answer(
-            self.command, self._target(), self.headers.get("Authorization"), self.headers.get("Host")
+            self.command, self._target(), headers.get("Authorization"), headers.get("Host")
         )
         payload = json.dumps(body).encode("utf-8")
         self.send_response(status)

@@ -45,6 +45,10 @@ pub fn is_throttling(e: &CredentialsError) -> bool {
 /// and small enough that the rate arithmetic stays exact.
 pub const MAX_RATE: f64 = 1e9;
 
+/// The most source calls in flight at once (tokio's semaphore holds far more; a number
+/// beyond this is a mistake, not a limit).
+pub const MAX_CONCURRENCY: usize = 1 << 20;
+
 /// Limiter settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LimiterConfig {
@@ -80,8 +84,11 @@ impl LimiterConfig {
     /// # Errors
     /// A setting out of range; the message names it.
     pub fn validate(&self) -> Result<(), String> {
-        if self.max_concurrency == 0 {
-            return Err("max_concurrency must be at least 1".into());
+        if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
+            return Err(format!(
+                "max_concurrency must be between 1 and {MAX_CONCURRENCY}, got {}",
+                self.max_concurrency
+            ));
         }
         if let Some(rate) = self.rate.filter(|r| !(*r > 0.0 && *r <= MAX_RATE)) {
             return Err(format!(

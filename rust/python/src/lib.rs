@@ -71,6 +71,21 @@ fn _current_flight(py: Python<'_>) -> PyResult<Option<Py<aio::PyFlight>>> {
     aio::flight_handle(py, creds_core::flight::current().as_ref())
 }
 
+/// An expiry by the one rule of `Credentials` (botocore's formats, years 1 to 9999 UTC), as an
+/// aware UTC datetime or None: the providers written in Python read expiries with it.
+/// `field` names the value in the `ValueError`.
+#[pyfunction]
+#[pyo3(signature = (value, field = "expiry"))]
+fn _parse_expiry<'py>(
+    value: &Bound<'py, PyAny>,
+    field: &str,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    convert::expiry(value, field)
+        .map_err(pyo3::exceptions::PyValueError::new_err)?
+        .map(|t| convert::datetime(value.py(), t))
+        .transpose()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Rust log records go to Python's `logging` (loggers `creds_core.cache`, `creds_core.limiter`,
@@ -101,6 +116,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(_note_throttled, m)?)?;
     m.add_function(wrap_pyfunction!(_current_flight, m)?)?;
+    m.add_function(wrap_pyfunction!(_parse_expiry, m)?)?;
     m.add_function(wrap_pyfunction!(shutdown::_shutdown, m)?)?;
     Ok(())
 }

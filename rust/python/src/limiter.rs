@@ -52,7 +52,8 @@ impl PyLimiter {
     ) -> PyResult<Self> {
         let max_concurrency = usize::try_from(max_concurrency.0).map_err(|_| {
             PyValueError::new_err(format!(
-                "max_concurrency must be at least 1, got {}",
+                "max_concurrency must be between 1 and {}, got {}",
+                creds_core::limiter::MAX_CONCURRENCY,
                 max_concurrency.0
             ))
         })?;
