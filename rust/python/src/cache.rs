@@ -72,7 +72,11 @@ impl PyCredentialCache {
         provider, *, load_timeout=Num(5.0), advisory_window=None, mandatory_window=Num(60.0),
         refresh_backoff=None, error_cache=None, advisory_refresh="background",
         limiter=None, clock=None, name=None
-    ))]
+    ),
+    // The defaults as Python writes them (PyO3 shows `...` for the `Num` wrappers).
+    text_signature = "(provider, *, load_timeout=5.0, advisory_window=None, \
+        mandatory_window=60.0, refresh_backoff=None, error_cache=None, \
+        advisory_refresh='background', limiter=None, clock=None, name=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         provider: &Bound<'_, PyAny>,

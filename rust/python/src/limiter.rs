@@ -38,7 +38,10 @@ impl PyLimiter {
     #[pyo3(signature = (
         max_concurrency=Count(50), rate=None, adaptive=true, clock=None, *, burst=None,
         failure_threshold=Count(5), cooldown=Num(30.0), name=None
-    ))]
+    ),
+    // The defaults as Python writes them (PyO3 shows `...` for the `Num`/`Count` wrappers).
+    text_signature = "(max_concurrency=50, rate=None, adaptive=True, clock=None, *, \
+        burst=None, failure_threshold=5, cooldown=30.0, name=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         max_concurrency: Count,
