@@ -328,3 +328,17 @@ def test_property_an_option_is_accepted_or_a_value_or_type_error(
     option: str, value: object
 ) -> None:
     _outcome(lambda: _make(option, value), (ValueError, TypeError))
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [{"worker_threads": 10**6}, {"worker_threads": 10**30}, {"max_blocking_threads": -1}],
+    ids=repr,
+)
+def test_runtime_pool_sizes_out_of_range_are_a_value_error(sizes: dict[str, int]) -> None:
+    import creds_core
+
+    before = creds_core.runtime_config()
+    with pytest.raises(ValueError, match="pool sizes"):
+        creds_core.configure_runtime(**sizes)
+    assert creds_core.runtime_config() == before
