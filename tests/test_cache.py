@@ -7,7 +7,7 @@ import asyncio
 import threading
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -303,27 +303,34 @@ UNUSABLE_ANSWERS = [
 ]
 
 
+def _good_then(answer: Callable[[], Any], clock: ManualClock) -> CredentialCache:
+    """A cache of a provider named "flaky-source" that answers credentials for 15 minutes
+    first, then `answer()`; filled, and 30 s before expiry (the mandatory window)."""
+    calls = {"n": 0}
+
+    def provider() -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return creds("GOOD", lifetime=900, now=clock.now())
+        return answer()
+
+    provider.name = "flaky-source"  # type: ignore[attr-defined]
+    cache = CredentialCache(provider, clock=clock)
+    cache.get()
+    clock.advance(900 - 30)
+    return cache
+
+
 @pytest.mark.parametrize(("answer", "message"), UNUSABLE_ANSWERS)
 def test_an_unusable_answer_is_a_non_recoverable_error_naming_the_provider(
     answer: Any, message: str
 ) -> None:
     clock = ManualClock()
-    good = {"n": 0}
-
-    def provider() -> Any:
-        good["n"] += 1
-        if good["n"] == 1:
-            return creds("GOOD", lifetime=900, now=clock.now())
-        return answer()
-
-    provider.name = "flaky-source"  # type: ignore[attr-defined]
     empty = CredentialCache(lambda: answer(), name="empty", clock=clock)
     with pytest.raises(NonRecoverableError, match=message) as info:
         empty.get()
     assert SECRET not in str(info.value)
-    cache = CredentialCache(provider, clock=clock)
-    cache.get()
-    clock.advance(900 - 30)
+    cache = _good_then(answer, clock)
     with pytest.raises(NonRecoverableError, match="flaky-source") as info:
         cache.get()
     assert SECRET not in str(info.value)
@@ -331,23 +338,13 @@ def test_an_unusable_answer_is_a_non_recoverable_error_naming_the_provider(
 
 
 def test_a_provider_that_raises_a_plain_exception_leaves_the_cache_serving() -> None:
-    clock = ManualClock()
-    good = {"n": 0}
-
-    def provider() -> Any:
-        good["n"] += 1
-        if good["n"] == 1:
-            return creds("GOOD", lifetime=900, now=clock.now())
+    def bad() -> Any:
         raise ValueError("bad config value")
 
-    provider.name = "flaky-source"  # type: ignore[attr-defined]
-    empty = CredentialCache(lambda: provider() and provider(), name="empty", clock=clock)
+    clock = ManualClock()
     with pytest.raises(CredentialsError, match="ValueError: bad config value"):
-        empty.get()
-    good["n"] = 0
-    cache = CredentialCache(provider, clock=clock)
-    cache.get()
-    clock.advance(900 - 30)
+        CredentialCache(bad, name="empty", clock=clock).get()
+    cache = _good_then(bad, clock)
     assert cache.get().access_key_id == "GOOD"
     assert "ValueError: bad config value" in cache.inspect()["last_error"]
     assert "flaky-source" in cache.inspect()["last_error"]
