@@ -310,7 +310,7 @@ def test_property_credentials_accept_or_raise_value_error(value: object) -> None
 
 
 @BOUNDED
-@given(st.one_of(values.map(answer), values))
+@given(st.one_of(scalars.map(answer), values.map(answer), values))
 def test_property_a_provider_answer_is_credentials_or_a_provider_error(answer: object) -> None:
     cache = CredentialCache(lambda: answer, clock=ManualClock())
     got = _outcome(cache.get, (CredentialsError,))
