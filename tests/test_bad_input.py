@@ -161,11 +161,19 @@ def test_deadlines_past_9999_show_as_the_last_microsecond_instead_of_raising() -
     assert clock.now() == LAST
 
 
+def _sync_and_async(value: object) -> list[Any]:
+    async def coroutine() -> dict[str, object]:
+        return answer(value)
+
+    return [lambda: answer(value), coroutine]
+
+
+@pytest.mark.parametrize("kind", [0, 1], ids=["sync", "async"])
 @pytest.mark.parametrize("value", [1e20, "1e20", 18446744073709551616, 9.3e18, 1e12], ids=repr)
 def test_a_provider_answer_out_of_range_is_a_non_recoverable_provider_error(
-    value: object,
+    value: object, kind: int
 ) -> None:
-    cache = CredentialCache(lambda: answer(value), clock=ManualClock())
+    cache = CredentialCache(_sync_and_async(value)[kind], clock=ManualClock())
     with pytest.raises(NonRecoverableError, match=r"Expiration .* is out of range") as info:
         cache.get()
     assert isinstance(info.value, ProviderError)
