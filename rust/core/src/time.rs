@@ -84,6 +84,13 @@ pub fn from_epoch_secs(secs: f64) -> Result<SystemTime, RangeError> {
     from_epoch_parts(whole_secs, nanos)
 }
 
+/// Epoch seconds written as text (`"1893553445"`, `" 12.5 "`, `"1e20"`, `"nan"`): `None` when
+/// the text is not a number (it is then read as a date), else the instant or why not.
+#[must_use]
+pub fn from_epoch_text(text: &str) -> Option<Result<SystemTime, RangeError>> {
+    text.trim().parse::<f64>().ok().map(from_epoch_secs)
+}
+
 /// `t` as (epoch seconds, microseconds), the parts of a `datetime`, clamped into the
 /// accepted range so that the conversion back to a `datetime` never fails (an instant past
 /// the range, such as a backoff deadline computed from the last representable expiry, shows
@@ -195,6 +202,20 @@ mod tests {
         for secs in [1e12, 253_402_300_800.0] {
             assert_eq!(from_epoch_secs(secs), Err(RangeError::OutOfRange), "{secs}");
         }
+        for text in [
+            "1e20",
+            "18446744073709551616",
+            " 9223372036854775808 ",
+            "1e30",
+        ] {
+            assert_eq!(
+                from_epoch_text(text),
+                Some(Err(RangeError::OutOfRange)),
+                "{text}"
+            );
+        }
+        assert_eq!(from_epoch_text("nan"), Some(Err(RangeError::NotFinite)));
+        assert_eq!(from_epoch_text("2030-01-01T00:00:00Z"), None);
         for secs in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
             assert_eq!(from_epoch_secs(secs), Err(RangeError::NotFinite));
             assert_eq!(duration_from_secs(secs), Err(RangeError::NotFinite));
@@ -264,6 +285,20 @@ mod tests {
             match from_epoch_parts(secs, micros * 1000) {
                 Ok(t) => prop_assert_eq!(to_epoch_parts(t), (secs, micros)),
                 Err(_) => prop_assert!(!(MIN_EPOCH_SECS..END_EPOCH_SECS).contains(&secs)),
+            }
+        }
+
+        #[test]
+        fn epoch_text_is_a_time_an_error_or_not_a_number(
+            text in prop_oneof![
+                any::<String>(),
+                "[-+ ]?[0-9]{0,25}(\\.[0-9]{0,9})?([eE][-+]?[0-9]{1,4})? ?",
+                any_f64().prop_map(|f| f.to_string()),
+            ]
+        ) {
+            if let Some(Ok(t)) = from_epoch_text(&text) {
+                let (secs, _) = to_epoch_parts(t);
+                prop_assert!((MIN_EPOCH_SECS..END_EPOCH_SECS).contains(&secs));
             }
         }
 

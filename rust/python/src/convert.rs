@@ -112,10 +112,8 @@ pub fn expiry(value: &Bound<'_, PyAny>, field: &str) -> Result<Option<SystemTime
     let dt = if let Ok(text) = value.cast::<PyString>() {
         let text = text.to_string();
         let trimmed = text.trim();
-        if let Ok(secs) = trimmed.parse::<f64>() {
-            return time::from_epoch_secs(secs)
-                .map(Some)
-                .map_err(|why| bad_time(field, value, why));
+        if let Some(epoch) = time::from_epoch_text(trimmed) {
+            return epoch.map(Some).map_err(|why| bad_time(field, value, why));
         }
         // Python before 3.11 does not read a trailing "Z".
         let iso = trimmed
