@@ -7,7 +7,7 @@ import asyncio
 import threading
 import time
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -282,52 +282,71 @@ def test_invalidate_does_not_break_an_active_backoff() -> None:
     assert p.calls == 2
 
 
-@pytest.mark.parametrize(
-    ("answer", "message"),
-    [
-        (lambda: 42, "expected Credentials, a mapping or None, got int"),
-        (lambda: {"AccessKeyId": "AK"}, "no secret access key"),
-        (lambda: {"AccessKeyId": "AK", "SecretAccessKey": ""}, "SecretAccessKey is empty"),
-        (
-            lambda: {"AccessKeyId": "AK", "SecretAccessKey": SECRET, "Expiration": "later"},
-            "Expiration",
-        ),
-        (
-            lambda: {
-                "AccessKeyId": "AK",
-                "SecretAccessKey": SECRET,
-                "Expiration": "2030-02-30T00:00:00Z",  # no such day
-            },
-            "Expiration",
-        ),
-        (
-            lambda: (_ for _ in ()).throw(ValueError("bad config value")),
-            "ValueError: bad config value",
-        ),
-    ],
-)
-def test_bad_answers_raise_a_credentials_error_naming_the_provider_and_the_cache_keeps_serving(
-    answer: Any, message: str
-) -> None:
-    clock = ManualClock()
-    good = {"n": 0}
+# What a provider answers that cannot be converted to credentials: the same source would
+# answer the same again, so the refresh fails as non-recoverable (raised, briefly cached).
+UNUSABLE_ANSWERS = [
+    (lambda: 42, "expected Credentials, a mapping or None, got int"),
+    (lambda: {"AccessKeyId": "AK"}, "no secret access key"),
+    (lambda: {"AccessKeyId": "AK", "SecretAccessKey": ""}, "SecretAccessKey is empty"),
+    (
+        lambda: {"AccessKeyId": "AK", "SecretAccessKey": SECRET, "Expiration": "later"},
+        "Expiration",
+    ),
+    (
+        lambda: {
+            "AccessKeyId": "AK",
+            "SecretAccessKey": SECRET,
+            "Expiration": "2030-02-30T00:00:00Z",  # no such day
+        },
+        "Expiration",
+    ),
+]
+
+
+def _good_then(answer: Callable[[], Any], clock: ManualClock) -> CredentialCache:
+    """A cache of a provider named "flaky-source" that answers credentials for 15 minutes
+    first, then `answer()`; filled, and 30 s before expiry (the mandatory window)."""
+    calls = {"n": 0}
 
     def provider() -> Any:
-        good["n"] += 1
-        if good["n"] == 1:
+        calls["n"] += 1
+        if calls["n"] == 1:
             return creds("GOOD", lifetime=900, now=clock.now())
         return answer()
 
     provider.name = "flaky-source"  # type: ignore[attr-defined]
-    empty = CredentialCache(lambda: answer(), name="empty", clock=clock)
-    with pytest.raises(CredentialsError, match=message) as info:
-        empty.get()
-    assert SECRET not in str(info.value)
     cache = CredentialCache(provider, clock=clock)
     cache.get()
     clock.advance(900 - 30)
-    assert cache.get().access_key_id == "GOOD"
+    return cache
+
+
+@pytest.mark.parametrize(("answer", "message"), UNUSABLE_ANSWERS)
+def test_an_unusable_answer_is_a_non_recoverable_error_naming_the_provider(
+    answer: Any, message: str
+) -> None:
+    clock = ManualClock()
+    empty = CredentialCache(lambda: answer(), name="empty", clock=clock)
+    with pytest.raises(NonRecoverableError, match=message) as info:
+        empty.get()
+    assert SECRET not in str(info.value)
+    cache = _good_then(answer, clock)
+    with pytest.raises(NonRecoverableError, match="flaky-source") as info:
+        cache.get()
+    assert SECRET not in str(info.value)
     assert message.split(":")[0] in cache.inspect()["last_error"]
+
+
+def test_a_provider_that_raises_a_plain_exception_leaves_the_cache_serving() -> None:
+    def bad() -> Any:
+        raise ValueError("bad config value")
+
+    clock = ManualClock()
+    with pytest.raises(CredentialsError, match="ValueError: bad config value"):
+        CredentialCache(bad, name="empty", clock=clock).get()
+    cache = _good_then(bad, clock)
+    assert cache.get().access_key_id == "GOOD"
+    assert "ValueError: bad config value" in cache.inspect()["last_error"]
     assert "flaky-source" in cache.inspect()["last_error"]
 
 

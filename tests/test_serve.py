@@ -115,21 +115,80 @@ def served(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, int, str]]:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
-async def _request(host: str, port: int, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+async def _exchange(
+    host: str, port: int, headers: dict[str, str], request_line: str
+) -> tuple[int, dict[str, str], bytes]:
+    """(status, headers with lower-case names, body) of one raw request."""
     reader, writer = await asyncio.open_connection(host, port)
     try:
-        lines = ["GET /credentials HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
+        lines = [request_line, *(f"{k}: {v}" for k, v in headers.items())]
         writer.write(("\r\n".join([*lines, "Connection: close", "", ""])).encode())
         await writer.drain()
         raw = await reader.read()  # HTTP/1.0 answers: the server closes
     finally:
         writer.close()
     head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), json.loads(body)
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split(" ", 2)[1]), {k.lower(): v for k, v in fields.items()}, body
+
+
+async def _request(host: str, port: int, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    status, _, body = await _exchange(host, port, headers, "GET /credentials HTTP/1.1")
+    return status, json.loads(body)
 
 
 def _get(host: str, port: int, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
     return asyncio.run(asyncio.wait_for(_request(host, port, headers), 60))
+
+
+def _raw(
+    host: str, port: int, headers: dict[str, str], request_line: str
+) -> tuple[int, dict[str, str], bytes]:
+    return asyncio.run(asyncio.wait_for(_exchange(host, port, headers, request_line), 60))
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//credentials",
+        "/credentials/",
+        "/credentials?x",
+        "/credentials?x=1",
+        "/credentials#x",
+        "///credentials",
+        "/Credentials",
+        "/",
+    ],
+)
+def test_only_the_exact_credentials_path_is_served(
+    served: tuple[str, int, str], target: str
+) -> None:
+    host, port, token = served
+    ok = {"Host": f"{host}:{port}", "Authorization": token}
+    status, _, body = _raw(host, port, ok, f"GET {target} HTTP/1.1")
+    assert status == 404, (target, status)
+    assert json.loads(body)["code"] == "NotFound"
+    assert b"SENTINEL" not in body and KEY.encode() not in body
+
+
+def test_head_answers_like_get_without_a_body_and_checks_the_token(
+    served: tuple[str, int, str],
+) -> None:
+    host, port, token = served
+    ok = {"Host": f"{host}:{port}", "Authorization": token}
+    got_status, got_headers, got_body = _raw(host, port, ok, "GET /credentials HTTP/1.1")
+    status, headers, body = _raw(host, port, ok, "HEAD /credentials HTTP/1.1")
+    assert (status, body) == (200, b"")
+    assert got_status == 200 and json.loads(got_body)["AccessKeyId"] == KEY
+    assert headers["content-type"] == "application/json"
+    assert headers["content-length"] == got_headers["content-length"]
+    assert _raw(host, port, {**ok, "Authorization": "wrong"}, "HEAD /credentials HTTP/1.1")[
+        :3:2
+    ] == (403, b"")
+    assert _raw(host, port, {"Host": ok["Host"]}, "HEAD /credentials HTTP/1.1")[0] == 401
+    assert _raw(host, port, ok, "HEAD //credentials HTTP/1.1")[0] == 404
+    assert _raw(host, port, ok, "POST /credentials HTTP/1.1")[0] == 405
 
 
 def test_a_request_through_another_host_name_is_refused(served: tuple[str, int, str]) -> None:

@@ -471,7 +471,9 @@ class RedisTier:
             "k": creds.access_key_id,
             "s": creds.secret_access_key,
             "t": creds.session_token,
-            "e": expiry.timestamp() if expiry is not None else None,
+            # ISO 8601, exact to the microsecond: a float timestamp of an expiry late in 9999
+            # rounds up out of the range Credentials accepts. (Readers accept both forms.)
+            "e": expiry.isoformat() if expiry is not None else None,
             "a": creds.account_id,
             "p": creds.provider_name,
             "f": fetched_at,

@@ -73,7 +73,8 @@ def iso_utc(when: datetime) -> str:
     """ISO-8601 in UTC with a ``Z``, whole seconds: what AWS tools print and parse."""
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat pads the year to four digits (strftime's %Y does not, on glibc, before 1000).
+    return when.astimezone(timezone.utc).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def selected_profile(profile: str | None) -> tuple[str, str]:

@@ -2,7 +2,9 @@
 
 It serves the container credentials endpoint protocol (what the ECS agent and EKS Pod Identity
 serve, and what every AWS SDK reads through ``AWS_CONTAINER_CREDENTIALS_FULL_URI``): a ``GET``
-answers ``{"AccessKeyId", "SecretAccessKey", "Token", "Expiration", "AccountId"?}``.  Every
+of exactly ``/credentials`` answers ``{"AccessKeyId", "SecretAccessKey", "Token",
+"Expiration", "AccountId"?}``, a ``HEAD`` the same status and headers without the body, and
+any other target (``//credentials``, ``/credentials/``, a query string) is a 404.  Every
 answer comes from one :class:`~creds_core.CredentialCache` (``get()`` per request: the
 lock-free path while the credentials are fresh), so a thousand processes make the refresh
 calls of one.
@@ -42,7 +44,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 from creds_core._cli.common import (
     EXIT_OK,
@@ -173,9 +174,12 @@ class CredentialEndpoint:
                 "message": "wrong authorization token; use the one this creds-core serve "
                 "printed (a new one is made at every start)",
             }
-        if method != "GET":
-            return 405, {"code": "MethodNotAllowed", "message": "only GET is supported"}
-        if urlsplit(target).path != self.path:
+        # HEAD is GET without the body (RFC 9110), so a client may probe the endpoint.
+        if method not in ("GET", "HEAD"):
+            return 405, {"code": "MethodNotAllowed", "message": "only GET and HEAD are supported"}
+        # The exact path, no query string: SDKs request the URI this server printed as it is,
+        # so anything else ("//credentials", "/credentials/", "/credentials?x") is not theirs.
+        if target != self.path:
             return 404, {"code": "NotFound", "message": f"credentials are served on {self.path}"}
         try:
             creds = self.cache.get()
@@ -211,9 +215,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _endpoint(self) -> CredentialEndpoint:
         return cast(_Server, self.server).endpoint
 
+    def _target(self) -> str:
+        """The request target as the client sent it: ``self.path`` has a leading ``//``
+        collapsed to ``/`` by http.server (Python 3.11+), which would serve ``//credentials``."""
+        words = self.requestline.split()
+        return words[1] if len(words) >= 2 else self.path
+
     def _handle(self) -> None:
+        headers = self.headers
         status, body = self._endpoint().answer(
-            self.command, self.path, self.headers.get("Authorization"), self.headers.get("Host")
+            self.command, self._target(), headers.get("Authorization"), headers.get("Host")
         )
         payload = json.dumps(body).encode("utf-8")
         self.send_response(status)

@@ -246,7 +246,7 @@ class ContainerProvider(Provider):
                 str(document["AccessKeyId"]),
                 str(document["SecretAccessKey"]),
                 str(document["Token"]),
-                parse_expiry(document["Expiration"]),
+                parse_expiry(document["Expiration"], "Expiration"),
                 account_id=document.get("AccountId") or None,
                 provider_name=self.name,
             )

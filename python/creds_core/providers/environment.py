@@ -50,11 +50,11 @@ class EnvironmentProvider(Provider):
         token = next((env[name] for name in self.TOKENS if env.get(name)), None)
         account_id = env.get(self.ACCOUNT_ID) or None
         try:
-            expiry = parse_expiry(env.get(self.EXPIRY) or None)
+            expiry = parse_expiry(env.get(self.EXPIRY) or None, self.EXPIRY)
         except ValueError as exc:
             raise non_recoverable(
                 self.name,
-                f"{self.EXPIRY} is not a date and time (ISO-8601 expected); fix or unset it",
+                f"{exc}; fix or unset it",
                 code="InvalidExpiration",
             ) from exc
         return Credentials(

@@ -379,10 +379,10 @@ class InstanceMetadataProvider(Provider):
                 code=str(code) if code else "MalformedResponse",
             )
         try:
-            expiry = parse_expiry(document["Expiration"])
+            expiry = parse_expiry(document["Expiration"], "Expiration")
         except ValueError as exc:
             raise recoverable(
-                self.name, "IMDS sent an unreadable Expiration", code="MalformedResponse"
+                self.name, f"IMDS sent an unusable Expiration: {exc}", code="MalformedResponse"
             ) from exc
         if self.extend_expired and isinstance(expiry, datetime):
             expiry = self._maybe_extend(expiry)

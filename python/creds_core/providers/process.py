@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Sequence
-from datetime import datetime
 
 import botocore.session
 from botocore.compat import compat_shell_split
@@ -22,7 +21,6 @@ from botocore.compat import compat_shell_split
 from creds_core._core import Credentials
 from creds_core._provider import Provider
 from creds_core.providers._config import ConfigSource
-from creds_core.providers._util import parse_expiry
 from creds_core.providers.errors import non_recoverable, not_loaded, recoverable
 
 __all__ = ["ProcessProvider"]
@@ -176,12 +174,10 @@ class ProcessProvider(Provider):
         if "AccountId" not in document and profile_account:
             document["AccountId"] = profile_account
         try:
-            expiry = parse_expiry(document.get("Expiration"))
-            if isinstance(expiry, datetime):
-                document["Expiration"] = expiry.isoformat()
             return Credentials.from_mapping(document, provider_name=self.name)
         except (ValueError, TypeError) as exc:
-            raise recoverable(
+            # The process would print the same again: not worth a backoff of minutes.
+            raise non_recoverable(
                 self.name,
                 f"credential process {program!r} printed unusable credentials: {exc}",
                 code="MalformedResponse",

@@ -21,7 +21,7 @@ pub trait Clock: Send + Sync + 'static {
     fn sleep_until(&self, deadline: SystemTime) -> Sleep;
     /// A future that completes after `duration` has passed on this clock.
     fn sleep(&self, duration: Duration) -> Sleep {
-        self.sleep_until(self.now() + duration)
+        self.sleep_until(crate::time::add(self.now(), duration))
     }
 }
 
@@ -65,14 +65,18 @@ impl TokioClock {
 
 impl Clock for TokioClock {
     fn now(&self) -> SystemTime {
-        self.base_wall + self.base.elapsed()
+        crate::time::add(self.base_wall, self.base.elapsed())
     }
 
     fn sleep_until(&self, deadline: SystemTime) -> Sleep {
         let offset = deadline
             .duration_since(self.base_wall)
             .unwrap_or(Duration::ZERO);
-        Box::pin(tokio::time::sleep_until(self.base + offset))
+        // A deadline too far for tokio's clock is one that never comes.
+        match self.base.checked_add(offset) {
+            Some(at) => Box::pin(tokio::time::sleep_until(at)),
+            None => Box::pin(std::future::pending()),
+        }
     }
 }
 
@@ -112,7 +116,7 @@ impl ManualClock {
 
     /// Move time forward by `by` and wake every sleep whose deadline has passed.
     pub fn advance(&self, by: Duration) {
-        let now = self.lock().now + by;
+        let now = crate::time::add(self.lock().now, by);
         self.set(now);
     }
 

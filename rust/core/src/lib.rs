@@ -8,6 +8,8 @@
 //! * [`limiter`]: AWS as a shared resource: slots, rate, adaptive slow-down, breaker, and the
 //!   one retry loop for throttled source calls ([`limiter::Limiter::call`]).
 //! * [`flight`]: the threading rules that make nested lookups deadlock-free.
+//! * [`time`]: the range rule for times and durations from outside, and saturating time
+//!   arithmetic: nothing a user or a provider passes in can make the crate panic.
 //! * [`clock`] and [`runtime`]: the injectable clock and the fork-safe shared runtime, on
 //!   [`process_local`]'s fork-safe slot.
 
@@ -22,6 +24,7 @@ pub mod policy;
 pub mod process_local;
 pub mod provider;
 pub mod runtime;
+pub mod time;
 
 pub use cache::{CredentialCache, Entry, Inspection, Stats};
 pub use chain::{FallbackPolicy, ProviderChain};

@@ -14,6 +14,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{CredentialsError, ErrorKind};
+use crate::time;
 
 /// botocore's throttling error codes.
 pub const THROTTLING_CODES: &[&str] = &[
@@ -39,6 +40,14 @@ pub fn is_throttling(e: &CredentialsError) -> bool {
     e.code()
         .is_some_and(|code| THROTTLING_CODES.contains(&code))
 }
+
+/// The largest `rate` (calls per second) and `burst` accepted: far above any real source,
+/// and small enough that the rate arithmetic stays exact.
+pub const MAX_RATE: f64 = 1e9;
+
+/// The most source calls in flight at once (tokio's semaphore holds far more; a number
+/// beyond this is a mistake, not a limit).
+pub const MAX_CONCURRENCY: usize = 1 << 20;
 
 /// Limiter settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,14 +84,28 @@ impl LimiterConfig {
     /// # Errors
     /// A setting out of range; the message names it.
     pub fn validate(&self) -> Result<(), String> {
-        if self.max_concurrency == 0 {
-            return Err("max_concurrency must be at least 1".into());
+        if !(1..=MAX_CONCURRENCY).contains(&self.max_concurrency) {
+            return Err(format!(
+                "max_concurrency must be between 1 and {MAX_CONCURRENCY}, got {}",
+                self.max_concurrency
+            ));
         }
-        if self.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-            return Err("rate must be a number of calls per second > 0, or None".into());
+        if let Some(rate) = self.rate.filter(|r| !(*r > 0.0 && *r <= MAX_RATE)) {
+            return Err(format!(
+                "rate must be a number of calls per second > 0 and <= {MAX_RATE:e}, or None; \
+                 got {rate}"
+            ));
         }
-        if self.burst.is_some_and(|b| !(b.is_finite() && b >= 1.0)) {
-            return Err("burst must be >= 1".into());
+        if let Some(burst) = self.burst.filter(|b| !(*b >= 1.0 && *b <= MAX_RATE)) {
+            return Err(format!(
+                "burst must be >= 1 and <= {MAX_RATE:e}, got {burst}"
+            ));
+        }
+        if self.cooldown > time::MAX_DURATION {
+            return Err(format!(
+                "cooldown must be at most {:e} seconds",
+                time::MAX_DURATION_SECS
+            ));
         }
         if self.failure_threshold == 0 {
             return Err("failure_threshold must be at least 1".into());
@@ -411,7 +434,7 @@ impl Limiter {
                 c.probe_started = now;
                 Ok(true)
             }
-            BreakerState::HalfOpen if now >= c.probe_started + self.config.cooldown => {
+            BreakerState::HalfOpen if now >= time::add(c.probe_started, self.config.cooldown) => {
                 c.probe_started = now;
                 Ok(true)
             }
@@ -444,13 +467,22 @@ impl Limiter {
         }
         c.window_calls += 1;
         let rate = c.rate?;
-        let interval = Duration::from_secs_f64(1.0 / rate);
-        let burst = self.config.burst.unwrap_or_else(|| rate.max(1.0));
-        let tolerance = interval.mul_f64((burst - 1.0).max(0.0));
+        let (interval, tolerance) = self.spacing(rate);
         let tat = c.tat.max(now);
         let start = tat.checked_sub(tolerance).map_or(now, |t| t.max(now));
-        c.tat = tat + interval;
+        c.tat = time::add(tat, interval);
         (start > now).then_some(start)
+    }
+
+    /// The interval between two calls at `rate`, and how far ahead of its turn a call may
+    /// start (the burst: `burst - 1` intervals).
+    fn spacing(&self, rate: f64) -> (Duration, Duration) {
+        let interval = time::interval(rate);
+        let burst = self.config.burst.unwrap_or_else(|| rate.max(1.0));
+        let tolerance =
+            Duration::try_from_secs_f64(interval.as_secs_f64() * (burst - 1.0).max(0.0))
+                .unwrap_or(Duration::MAX);
+        (interval, tolerance)
     }
 
     /// Admit one call made by the caller itself, without a concurrency slot: its start time
@@ -503,7 +535,7 @@ impl Limiter {
         self.stats.throttled.fetch_add(1, Ordering::Relaxed);
         let recent = c
             .last_decrease
-            .is_some_and(|at| now < at + Duration::from_secs(1));
+            .is_some_and(|at| now < time::add(at, Duration::from_secs(1)));
         if self.config.adaptive && !recent {
             c.last_decrease = Some(now);
             let base = c
@@ -517,10 +549,8 @@ impl Limiter {
         // (else each throttled retry goes out at once until our own burst is spent); the next
         // call waits one interval of the (new) rate, whatever the configured burst.
         if let Some(rate) = c.rate {
-            let interval = Duration::from_secs_f64(1.0 / rate);
-            let burst = self.config.burst.unwrap_or_else(|| rate.max(1.0));
-            let tolerance = interval.mul_f64((burst - 1.0).max(0.0));
-            c.tat = c.tat.max(now + tolerance + interval);
+            let (interval, tolerance) = self.spacing(rate);
+            c.tat = c.tat.max(time::add(time::add(now, tolerance), interval));
         }
     }
 
@@ -549,7 +579,7 @@ impl Limiter {
                         event = Some((true, c.consecutive_failures));
                     }
                     c.breaker = BreakerState::Open {
-                        until: now + self.config.cooldown,
+                        until: time::add(now, self.config.cooldown),
                     };
                 }
             }

@@ -8,6 +8,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::error::ErrorKind;
+use crate::time;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -71,14 +72,29 @@ impl RefreshPolicy {
     /// Checks the options; the message says which one is wrong and why.
     ///
     /// # Errors
-    /// A negative-free but inconsistent setting: inverted ranges, a zero timeout, a jitter
-    /// outside `[0, 1)`.
+    /// A negative-free but inconsistent setting: inverted ranges, a zero timeout, a duration
+    /// longer than [`time::MAX_DURATION_SECS`], a jitter outside `[0, 1)`.
     pub fn validate(&self) -> Result<(), String> {
         if self.load_timeout.is_zero() {
             return Err("load_timeout must be greater than 0".into());
         }
         if self.advisory_window.is_some_and(|w| w.is_zero()) {
             return Err("advisory_window must be greater than 0".into());
+        }
+        let longest = time::MAX_DURATION;
+        for (name, d) in [
+            ("load_timeout", Some(self.load_timeout)),
+            ("advisory_window", self.advisory_window),
+            ("mandatory_window", Some(self.mandatory_window)),
+            ("refresh_backoff", Some(self.refresh_backoff.1)),
+            ("error_cache", Some(self.error_cache.1)),
+        ] {
+            if d.is_some_and(|d| d > longest) {
+                return Err(format!(
+                    "{name} must be at most {:e} seconds",
+                    time::MAX_DURATION_SECS
+                ));
+            }
         }
         for (name, (lo, hi)) in [
             ("refresh_backoff", self.refresh_backoff),
@@ -123,11 +139,11 @@ impl RefreshPolicy {
         let lifetime = expiry.duration_since(fetched_at).unwrap_or(Duration::ZERO);
         let advisory = self.advisory_window_for(lifetime);
         let mandatory = self.mandatory_window.min(advisory);
-        let jitter = advisory.mul_f64(self.refresh_jitter * unit.clamp(0.0, 1.0));
+        let jitter = scale(advisory, self.refresh_jitter * unit_fraction(unit));
         // Credentials that arrive already inside a window are used for half their remaining
         // life before the next refresh, or a source that always hands out near-expiry
         // credentials would be called on every call.
-        let half_life = fetched_at + lifetime / 2;
+        let half_life = time::add(fetched_at, lifetime / 2);
         let sub = |d: Duration| match expiry.checked_sub(d) {
             Some(at) if at > fetched_at => at,
             _ => half_life,
@@ -135,7 +151,7 @@ impl RefreshPolicy {
         Windows {
             advisory,
             mandatory,
-            refresh_at: sub(advisory + jitter),
+            refresh_at: sub(advisory.saturating_add(jitter)),
             mandatory_at: sub(mandatory),
         }
     }
@@ -143,8 +159,25 @@ impl RefreshPolicy {
     /// A random point in `range`, placed by `unit` in `[0, 1)`.
     #[must_use]
     pub fn pick(range: (Duration, Duration), unit: f64) -> Duration {
-        range.0 + (range.1 - range.0).mul_f64(unit.clamp(0.0, 1.0))
+        let (lo, hi) = (range.0.min(range.1), range.0.max(range.1));
+        lo.saturating_add(scale(hi - lo, unit_fraction(unit)))
     }
+}
+
+/// `unit` clamped into `[0, 1]`; NaN counts as 0 (a broken random source must not panic).
+fn unit_fraction(unit: f64) -> f64 {
+    if unit.is_nan() {
+        0.0
+    } else {
+        unit.clamp(0.0, 1.0)
+    }
+}
+
+/// `d * factor` for a factor in `[0, 1]` (anything else is clamped): never overflows.
+fn scale(d: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * unit_fraction(factor))
+        .unwrap_or(Duration::ZERO)
+        .min(d)
 }
 
 /// When cached credentials enter their advisory and mandatory windows.
@@ -162,8 +195,8 @@ impl Windows {
     /// Credentials without expiry never refresh.
     #[must_use]
     pub fn never() -> Self {
-        // ~ year 5138: later than any credential expiry, and safe from overflow in additions.
-        let far_future = SystemTime::UNIX_EPOCH + Duration::from_secs(100_000_000_000);
+        // Later than any accepted expiry; additions to it saturate (`time::add`).
+        let far_future = time::far_future();
         Self {
             advisory: Duration::ZERO,
             mandatory: Duration::ZERO,
@@ -391,7 +424,7 @@ impl RefreshPolicy {
             },
             Finished::Failed(Failure::Interrupted) => Settle::Ignore,
             Finished::Failed(Failure::Recoverable) if has_credentials => Settle::Backoff {
-                until: now + Self::pick(self.refresh_backoff, unit),
+                until: time::add(now, Self::pick(self.refresh_backoff, unit)),
             },
             // The SDK scenarios: with nothing cached, the next call tries the source again.
             Finished::Failed(Failure::Recoverable)
@@ -402,7 +435,7 @@ impl RefreshPolicy {
             Finished::Failed(
                 Failure::Recoverable | Failure::NonRecoverable | Failure::NeedsUser,
             ) => Settle::CacheError {
-                until: now + Self::pick(self.error_cache, unit),
+                until: time::add(now, Self::pick(self.error_cache, unit)),
             },
         }
     }
@@ -435,7 +468,7 @@ impl RefreshPolicy {
     pub fn join(&self, progress: Progress, arrived: SystemTime) -> Join {
         let deadline = progress
             .call_started
-            .map(|started| started.max(arrived) + self.load_timeout);
+            .map(|started| time::add(started.max(arrived), self.load_timeout));
         let stand_in = if progress.outlived {
             StandInNow::Any
         } else if progress.call_started.is_none() {
@@ -1017,6 +1050,140 @@ mod tests {
                 stale,
                 "row {i}"
             );
+        }
+    }
+
+    mod properties {
+        use super::super::*;
+        use crate::time;
+        use proptest::prelude::*;
+
+        /// Any instant the platform's `SystemTime` holds around the accepted range, with the
+        /// ends of the range and the far future weighted in.
+        fn instant() -> impl Strategy<Value = SystemTime> {
+            let span = time::END_EPOCH_SECS * 4;
+            prop_oneof![
+                (-span..span, 0u32..1_000_000_000).prop_map(|(s, n)| {
+                    let base = if s >= 0 {
+                        SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(s.unsigned_abs()))
+                    } else {
+                        SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(s.unsigned_abs()))
+                    };
+                    base.and_then(|t| t.checked_add(Duration::from_nanos(u64::from(n))))
+                        .unwrap_or(SystemTime::UNIX_EPOCH)
+                }),
+                Just(time::far_future()),
+                Just(time::from_epoch_parts(time::END_EPOCH_SECS - 1, 999_999_999).unwrap()),
+                Just(time::from_epoch_parts(time::MIN_EPOCH_SECS, 0).unwrap()),
+            ]
+        }
+
+        fn duration() -> impl Strategy<Value = Duration> {
+            prop_oneof![
+                (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+                (0u64..2_000_000_000).prop_map(Duration::from_secs),
+                Just(Duration::ZERO),
+                Just(Duration::MAX),
+            ]
+        }
+
+        fn unit() -> impl Strategy<Value = f64> {
+            prop_oneof![0.0..1.0_f64, any::<u64>().prop_map(f64::from_bits)]
+        }
+
+        fn policy() -> impl Strategy<Value = RefreshPolicy> {
+            (
+                proptest::option::of(duration()),
+                duration(),
+                (duration(), duration()),
+                (duration(), duration()),
+                unit(),
+                any::<bool>(),
+                duration(),
+            )
+                .prop_map(
+                    |(advisory_window, mandatory_window, backoff, errors, jitter, inline, load)| {
+                        RefreshPolicy {
+                            advisory_window,
+                            mandatory_window,
+                            refresh_backoff: backoff,
+                            error_cache: errors,
+                            refresh_jitter: jitter,
+                            advisory_refresh: if inline {
+                                AdvisoryRefresh::Inline
+                            } else {
+                                AdvisoryRefresh::Background
+                            },
+                            load_timeout: load,
+                        }
+                    },
+                )
+        }
+
+        fn failure() -> impl Strategy<Value = Finished> {
+            prop_oneof![
+                proptest::option::of(instant()).prop_map(|expiry| Finished::Fetched { expiry }),
+                Just(Finished::Failed(Failure::Recoverable)),
+                Just(Finished::Failed(Failure::NonRecoverable)),
+                Just(Finished::Failed(Failure::NeedsUser)),
+                Just(Finished::Failed(Failure::Interrupted)),
+            ]
+        }
+
+        proptest! {
+            // Bounded: well under a second; no regression files written into the tree.
+            #![proptest_config(ProptestConfig {
+                cases: 3000,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            })]
+
+            /// The policy's time arithmetic never panics, whatever the instants and durations
+            /// (even ones `validate` refuses), and its deadlines never go back in time.
+            #[test]
+            fn the_policy_never_panics_on_extreme_times(
+                p in policy(),
+                now in instant(),
+                fetched_at in instant(),
+                expiry in proptest::option::of(instant()),
+                finished in failure(),
+                u in unit(),
+                has in any::<bool>(),
+                started in proptest::option::of(instant()),
+                outlived in any::<bool>(),
+                backoff_until in proptest::option::of(instant()),
+                error_until in proptest::option::of(instant()),
+                flags in any::<(bool, bool)>(),
+            ) {
+                let _ = p.validate();
+                let windows = p.windows(fetched_at, expiry, u);
+                if let Some(expiry) = expiry {
+                    prop_assert!(windows.mandatory_at <= expiry.max(fetched_at));
+                }
+                let _ = RefreshPolicy::pick(p.refresh_backoff, u);
+                match p.settle(has, finished, now, u) {
+                    Settle::Backoff { until } | Settle::CacheError { until } => {
+                        prop_assert!(until >= now);
+                    }
+                    _ => {}
+                }
+                let join = p.join(Progress { call_started: started, outlived }, now);
+                if let Some(deadline) = join.deadline {
+                    prop_assert!(deadline >= now);
+                }
+                let view = View {
+                    has_credentials: has,
+                    windows,
+                    backoff_until,
+                    error_until,
+                    error_needs_user: flags.0,
+                    expiry,
+                    invalidated: flags.1,
+                };
+                let _ = p.decide(&view, now);
+                let _ = p.label(&view, now, RefreshPolicy::is_stale(expiry, now));
+                let _ = RefreshPolicy::fresh_until(&view);
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::aio::{self, Waiters};
+use crate::convert::Num;
 use crate::credentials::PyCredentials;
 use crate::limiter::PyLimiter;
 use crate::{convert, errors, provider, runtime, workers};
@@ -68,16 +69,20 @@ fn opt_time(
 impl PyCredentialCache {
     #[new]
     #[pyo3(signature = (
-        provider, *, load_timeout=5.0, advisory_window=None, mandatory_window=60.0,
+        provider, *, load_timeout=Num(5.0), advisory_window=None, mandatory_window=Num(60.0),
         refresh_backoff=None, error_cache=None, advisory_refresh="background",
         limiter=None, clock=None, name=None
-    ))]
+    ),
+    // The defaults as Python writes them (PyO3 shows `...` for the `Num` wrappers).
+    text_signature = "(provider, *, load_timeout=5.0, advisory_window=None, \
+        mandatory_window=60.0, refresh_backoff=None, error_cache=None, \
+        advisory_refresh='background', limiter=None, clock=None, name=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         provider: &Bound<'_, PyAny>,
-        load_timeout: f64,
-        advisory_window: Option<f64>,
-        mandatory_window: f64,
+        load_timeout: Num,
+        advisory_window: Option<Num>,
+        mandatory_window: Num,
         refresh_backoff: Option<&Bound<'_, PyAny>>,
         error_cache: Option<&Bound<'_, PyAny>>,
         advisory_refresh: &str,
@@ -86,12 +91,12 @@ impl PyCredentialCache {
         name: Option<String>,
     ) -> PyResult<Self> {
         let defaults = RefreshPolicy::default();
-        let load_timeout = convert::seconds("load_timeout", load_timeout)?;
+        let load_timeout = convert::seconds("load_timeout", load_timeout.0)?;
         if load_timeout.is_zero() {
             return Err(PyValueError::new_err("load_timeout must be greater than 0"));
         }
         let advisory_window = advisory_window
-            .map(|w| convert::seconds("advisory_window", w))
+            .map(|w| convert::seconds("advisory_window", w.0))
             .transpose()?;
         if advisory_window.is_some_and(|w| w.is_zero()) {
             return Err(PyValueError::new_err(
@@ -100,7 +105,7 @@ impl PyCredentialCache {
         }
         let policy = RefreshPolicy {
             advisory_window,
-            mandatory_window: convert::seconds("mandatory_window", mandatory_window)?,
+            mandatory_window: convert::seconds("mandatory_window", mandatory_window.0)?,
             refresh_backoff: match refresh_backoff {
                 Some(v) => convert::range("refresh_backoff", v)?,
                 None => defaults.refresh_backoff,

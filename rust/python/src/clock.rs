@@ -24,7 +24,7 @@ impl PyManualClock {
     fn new(start: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let clock = match start {
             None => ManualClock::default(),
-            Some(start) => match convert::expiry(start).map_err(PyValueError::new_err)? {
+            Some(start) => match convert::expiry(start, "start").map_err(PyValueError::new_err)? {
                 Some(t) => ManualClock::new(t),
                 None => ManualClock::default(),
             },
@@ -63,7 +63,7 @@ impl PyManualClock {
 
     /// Set the time (never backwards): an aware datetime or epoch seconds.
     fn set(&self, to: &Bound<'_, PyAny>) -> PyResult<()> {
-        if let Some(t) = convert::expiry(to).map_err(PyValueError::new_err)? {
+        if let Some(t) = convert::expiry(to, "set()").map_err(PyValueError::new_err)? {
             self.clock.set(t);
         }
         Ok(())

@@ -71,7 +71,7 @@ impl PyCredentials {
         let secret_access_key = non_empty("secret_access_key", secret_access_key)?;
         let session_token = session_token.filter(|t| !t.is_empty());
         let expiry = match expiry {
-            Some(value) => convert::expiry(value).map_err(PyValueError::new_err)?,
+            Some(value) => convert::expiry(value, "expiry").map_err(PyValueError::new_err)?,
             None => None,
         };
         Ok(Self::wrap(

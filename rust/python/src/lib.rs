@@ -17,22 +17,35 @@ mod runtime;
 mod shutdown;
 mod workers;
 
+const MAX_WORKER_THREADS: usize = 1024;
+const MAX_BLOCKING_THREADS: usize = 1 << 20;
+
 /// Size the shared runtime's pools. Takes effect for work started afterwards.
 #[pyfunction]
 #[pyo3(signature = (*, worker_threads=None, max_blocking_threads=None))]
 fn configure_runtime(
-    worker_threads: Option<usize>,
-    max_blocking_threads: Option<usize>,
+    worker_threads: Option<convert::Count>,
+    max_blocking_threads: Option<convert::Count>,
 ) -> PyResult<()> {
     let current = creds_core::runtime::config();
-    let config = creds_core::runtime::RuntimeConfig {
-        worker_threads: worker_threads.unwrap_or(current.worker_threads),
-        max_blocking_threads: max_blocking_threads.unwrap_or(current.max_blocking_threads),
+    // A negative count is 0 here, refused below with the others.
+    let size = |n: Option<convert::Count>, default: usize| {
+        n.map_or(default, |n| usize::try_from(n.0).unwrap_or(0))
     };
-    if config.worker_threads == 0 || config.max_blocking_threads == 0 {
-        return Err(pyo3::exceptions::PyValueError::new_err(
-            "pool sizes must be at least 1",
-        ));
+    let config = creds_core::runtime::RuntimeConfig {
+        worker_threads: size(worker_threads, current.worker_threads),
+        max_blocking_threads: size(max_blocking_threads, current.max_blocking_threads),
+    };
+    // Worker threads are all started at once: a huge number fails to start (a panic in the
+    // runtime's builder), so it is refused here. Blocking threads start on demand.
+    if !(1..=MAX_WORKER_THREADS).contains(&config.worker_threads)
+        || !(1..=MAX_BLOCKING_THREADS).contains(&config.max_blocking_threads)
+    {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "pool sizes must be at least 1, worker_threads at most {MAX_WORKER_THREADS} and \
+             max_blocking_threads at most {MAX_BLOCKING_THREADS}; got {} and {}",
+            config.worker_threads, config.max_blocking_threads
+        )));
     }
     creds_core::runtime::configure(config);
     workers::retire();
@@ -71,6 +84,21 @@ fn _current_flight(py: Python<'_>) -> PyResult<Option<Py<aio::PyFlight>>> {
     aio::flight_handle(py, creds_core::flight::current().as_ref())
 }
 
+/// An expiry by the one rule of `Credentials` (botocore's formats, years 1 to 9999 UTC), as an
+/// aware UTC datetime or None: the providers written in Python read expiries with it.
+/// `field` names the value in the `ValueError`.
+#[pyfunction]
+#[pyo3(signature = (value, field = "expiry"))]
+fn _parse_expiry<'py>(
+    value: &Bound<'py, PyAny>,
+    field: &str,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    convert::expiry(value, field)
+        .map_err(pyo3::exceptions::PyValueError::new_err)?
+        .map(|t| convert::datetime(value.py(), t))
+        .transpose()
+}
+
 // Safe without the GIL (frozen values, Rust locks and atomics, Python code only on threads
 // that attach for it): PyO3's default, stated because it is a promise to free-threaded CPython
 // (docs/free_threading.md).
@@ -104,6 +132,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(_note_throttled, m)?)?;
     m.add_function(wrap_pyfunction!(_current_flight, m)?)?;
+    m.add_function(wrap_pyfunction!(_parse_expiry, m)?)?;
     m.add_function(wrap_pyfunction!(shutdown::_shutdown, m)?)?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::clock::PyManualClock;
-use crate::convert;
+use crate::convert::{self, Count, Num};
 
 /// Caps concurrent source calls and their rate across every cache that shares it, slows down
 /// on throttling, and opens a circuit breaker after repeated failures.
@@ -36,31 +36,44 @@ pub fn clock_option(clock: Option<&Bound<'_, PyAny>>) -> PyResult<Option<SharedC
 impl PyLimiter {
     #[new]
     #[pyo3(signature = (
-        max_concurrency=50, rate=None, adaptive=true, clock=None, *, burst=None,
-        failure_threshold=5, cooldown=30.0, name=None
-    ))]
+        max_concurrency=Count(50), rate=None, adaptive=true, clock=None, *, burst=None,
+        failure_threshold=Count(5), cooldown=Num(30.0), name=None
+    ),
+    // The defaults as Python writes them (PyO3 shows `...` for the `Num`/`Count` wrappers).
+    text_signature = "(max_concurrency=50, rate=None, adaptive=True, clock=None, *, \
+        burst=None, failure_threshold=5, cooldown=30.0, name=None)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        max_concurrency: i64,
-        rate: Option<f64>,
+        max_concurrency: Count,
+        rate: Option<Num>,
         adaptive: bool,
         clock: Option<&Bound<'_, PyAny>>,
-        burst: Option<f64>,
-        failure_threshold: i64,
-        cooldown: f64,
+        burst: Option<Num>,
+        failure_threshold: Count,
+        cooldown: Num,
         name: Option<String>,
     ) -> PyResult<Self> {
-        let max_concurrency = usize::try_from(max_concurrency)
-            .map_err(|_| PyValueError::new_err("max_concurrency must be at least 1"))?;
-        let failure_threshold = u32::try_from(failure_threshold)
-            .map_err(|_| PyValueError::new_err("failure_threshold must be at least 1"))?;
+        let max_concurrency = usize::try_from(max_concurrency.0).map_err(|_| {
+            PyValueError::new_err(format!(
+                "max_concurrency must be between 1 and {}, got {}",
+                creds_core::limiter::MAX_CONCURRENCY,
+                max_concurrency.0
+            ))
+        })?;
+        let failure_threshold = u32::try_from(failure_threshold.0).map_err(|_| {
+            PyValueError::new_err(format!(
+                "failure_threshold must be between 1 and {}, got {}",
+                u32::MAX,
+                failure_threshold.0
+            ))
+        })?;
         let config = LimiterConfig {
             max_concurrency,
-            rate,
-            burst,
+            rate: rate.map(|r| r.0),
+            burst: burst.map(|b| b.0),
             adaptive,
             failure_threshold,
-            cooldown: convert::seconds("cooldown", cooldown)?,
+            cooldown: convert::seconds("cooldown", cooldown.0)?,
         };
         let limiter =
             Limiter::new(config, clock_option(clock)?, name).map_err(PyValueError::new_err)?;

@@ -329,7 +329,11 @@ pub fn _shutdown(py: Python<'_>, timeout: f64) {
     let _ = EXIT_THREAD.set(std::thread::current().id());
     PHASE.store(EXITING, Ordering::SeqCst);
     log::set_max_level(log::LevelFilter::Off);
-    let deadline = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
+    // NaN (or anything odd) means no wait; the clamp keeps the sum in range.
+    let wait = Duration::try_from_secs_f64(timeout.clamp(0.0, 60.0)).unwrap_or(Duration::ZERO);
+    let deadline = Instant::now()
+        .checked_add(wait)
+        .unwrap_or_else(Instant::now);
     py.detach(|| {
         drain(deadline);
         PHASE.store(CLOSED, Ordering::SeqCst);
