@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import textwrap
 import threading
 import time
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -394,6 +396,61 @@ def test_assume_role_runs_on_creds_core_loop_and_keeps_its_sts_client_across_ref
     assert sum(c.action == "AssumeRole" for c in sts_server.calls) == 4
     assert len(ca._STS_CLIENTS) == clients_before + 1  # one client, reused
     assert _aio_loop.get_loop() not in loops  # never on a caller's loop
+
+
+def test_an_sts_client_no_role_uses_any_more_is_closed_and_released(
+    sts_server: StsServer,
+) -> None:
+    source = _source()
+    role = ca.assume_role(
+        source, "arn:aws:iam::111122223333:role/released", endpoint_url=sts_server.url
+    )
+    cache = ca.get_cache(role)
+    assert cache is not None
+    cache.get()
+    source_cache = ca.get_cache(source)
+    (entry,) = [e for e in list(ca._STS_CLIENTS.values()) if e.keep[1] is source_cache]
+    released = weakref.ref(entry)
+    client = entry.made.result()
+    closed = threading.Event()
+    exit_client = client.__aexit__
+
+    async def recorded_exit(*args: Any) -> Any:
+        closed.set()
+        return await exit_client(*args)
+
+    client.__aexit__ = recorded_exit  # what closing the shared client calls
+    del role, source, cache, source_cache, entry
+    gc.collect()
+    assert closed.wait(10.0), "the STS client was not closed once no role used it"
+    assert released() is None, "the registry still holds the STS client"
+
+
+def test_a_program_that_assumed_a_role_exits_without_an_unclosed_session_warning(
+    sts_server: StsServer,
+) -> None:
+    done = _python(
+        f"""
+        import asyncio
+        import creds_core.aiobotocore as ca
+        from creds_core import Credentials
+        source = ca.session(lambda: Credentials("AKIAAIOEXITSOURCE001", "s"))
+        source.set_config_variable("region", "{REGION}")
+        role = ca.assume_role(
+            source, "arn:aws:iam::111122223333:role/exit", endpoint_url="{sts_server.url}"
+        )
+
+        async def main():
+            frozen = await (await role.get_credentials()).get_frozen_credentials()
+            assert frozen.access_key
+        asyncio.run(main())
+        print("ok")
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert sum(c.action == "AssumeRole" for c in sts_server.calls) == 1
+    assert "Unclosed" not in done.stderr, done.stderr
 
 
 def test_roles_share_the_sts_endpoint_limiter_with_the_sync_module(

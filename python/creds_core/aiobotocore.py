@@ -40,7 +40,10 @@ cache entry for the key that signed it is invalidated and the call retried once,
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
 import inspect
+import logging
 import os
 import threading
 import weakref
@@ -107,6 +110,8 @@ __all__ = [
     "install",
     "session",
 ]
+
+LOG = logging.getLogger(__name__)
 
 _HOOK_IDS = {
     "request-created": "creds_core.aiobotocore.signed-by",
@@ -368,19 +373,80 @@ def _report_throttling(response: tuple[Any, Any] | None = None, **_: Any) -> Non
 
 
 # STS clients live on creds_core's loop (they are bound to it): created and used only there,
-# so this registry is touched by that one thread; a forked child starts with none.
-_STS_CLIENTS: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
-# What each key names, kept alive as long as its client (so the ids in the key stay unique).
-_KEEP: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+# so this registry is touched by that one thread; a forked child starts with none.  It holds
+# them weakly: the role providers that use a client hold it, and once none does (their
+# sessions are gone) it is closed; the ones still in use are closed at exit, so that aiohttp
+# never reports an unclosed session.
+class _StsClient:
+    """One shared aiobotocore STS client (``made``: its creation on creds_core's loop)."""
+
+    __slots__ = ("__weakref__", "closer", "keep", "made")
+
+    def __init__(self, made: asyncio.Future[Any], keep: tuple[Any, ...]) -> None:
+        self.made = made
+        # What the key's ids name, alive as long as the client (so those ids stay unique).
+        self.keep = keep
+        self.closer = weakref.finalize(self, _close_client, made, made.get_loop(), os.getpid())
+        self.closer.atexit = False  # _close_at_exit closes (and waits for) the live ones
+
+
+_STS_CLIENTS: weakref.WeakValueDictionary[tuple[Any, ...], _StsClient] = (
+    weakref.WeakValueDictionary()
+)
 
 
 def _forget_sts_clients() -> None:
     _STS_CLIENTS.clear()
-    _KEEP.clear()
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_sts_clients)
+
+
+# Closings in progress on the loop (the loop keeps only weak references to its tasks).
+_CLOSING: set[asyncio.Future[None]] = set()
+
+
+def _close_soon(made: asyncio.Future[Any]) -> None:
+    """On creds_core's loop: close the client ``made`` gives, without waiting for it."""
+    task = asyncio.ensure_future(_close(made))
+    _CLOSING.add(task)
+    task.add_done_callback(_CLOSING.discard)
+
+
+async def _close(made: asyncio.Future[Any]) -> None:
+    if not made.done():  # still being made: closed once it is
+        made.add_done_callback(lambda _: _close_soon(made))
+        return
+    if made.cancelled() or made.exception() is not None:
+        return
+    try:
+        await made.result().__aexit__(None, None, None)
+    except Exception as exc:  # closing is best effort: the client is not used again
+        LOG.debug("closing an STS client failed: %s", type(exc).__name__)
+
+
+def _close_client(
+    made: asyncio.Future[Any], loop: asyncio.AbstractEventLoop, pid: int
+) -> concurrent.futures.Future[None] | None:
+    """Close a client no provider uses (from whichever thread dropped the last one, without
+    waiting for it); None where there is nothing to wait for."""
+    if pid != os.getpid() or loop.is_closed():
+        return None  # a forked child: the parent's loop and client are not here
+    if _aio_loop.on_loop_thread():
+        _close_soon(made)
+        return None
+    try:
+        return asyncio.run_coroutine_threadsafe(_close(made), loop)
+    except RuntimeError:  # the loop closed meanwhile
+        return None
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    pending = [f for f in (c.closer() for c in list(_STS_CLIENTS.values())) if f is not None]
+    if pending:
+        concurrent.futures.wait(pending, timeout=5.0)
 
 
 async def _sts_client(
@@ -389,23 +455,24 @@ async def _sts_client(
     region: str | None,
     endpoint_url: str | None,
     config: AioConfig | None,
-) -> Any:
+) -> _StsClient:
     """The shared aiobotocore STS client for (source, region, endpoint, config): made once on
-    creds_core's loop, kept there across refreshes.  It signs with the source cache."""
+    creds_core's loop, kept there while a role provider holds it.  It signs with the source
+    cache."""
     key = (id(like), id(source), region, endpoint_url, id(config))
-    made = _STS_CLIENTS.get(key)
-    if made is None:
+    entry = _STS_CLIENTS.get(key)
+    if entry is None:
         made = asyncio.ensure_future(_make_sts_client(like, source, region, endpoint_url, config))
-        _STS_CLIENTS[key] = made
-        _KEEP[key] = (like, source, config)
+        entry = _StsClient(made, (like, source, config))
+        _STS_CLIENTS[key] = entry
     try:
-        return await asyncio.shield(made)
+        await asyncio.shield(entry.made)
     except BaseException:
-        if made.done() and _STS_CLIENTS.get(key) is made:
+        if entry.made.done() and _STS_CLIENTS.get(key) is entry:
             # A failed creation is tried again by the next refresh.
             del _STS_CLIENTS[key]
-            _KEEP.pop(key, None)
         raise
+    return entry
 
 
 async def _make_sts_client(
@@ -445,6 +512,7 @@ class AioAssumeRoleProvider(AssumeRoleProvider):
     ) -> None:
         super().__init__(source, role_arn, **kwargs)
         self._aio_session = aio_session
+        self._sts_entry: _StsClient | None = None
 
     async def _source_credentials_async(self) -> Credentials:
         try:
@@ -459,11 +527,14 @@ class AioAssumeRoleProvider(AssumeRoleProvider):
         like = self._aio_session if self._aio_session is not None else _default_like()
         action = f"sts:AssumeRole on {self.role_arn}"
         try:
-            client = await _sts_client(
+            entry = await _sts_client(
                 like, self._source, self.region, self.endpoint_url, self._client_config
             )
         except Exception as exc:
             raise from_exception(exc, provider=self.name, action="creating the STS client") from exc
+        # Held while this provider lives (and after a fork, the child's own one replaces it).
+        self._sts_entry = entry
+        client = entry.made.result()
         for attempt in range(2):
             params = self._call_params()
             try:
