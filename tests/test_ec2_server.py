@@ -199,3 +199,10 @@ def test_quotas_can_be_overridden_and_unknown_categories_are_errors() -> None:
     assert server.quota("CreateTags")[1] == EC2_CATEGORIES["mutating"]
     with pytest.raises(ValueError, match="categories"):
         Ec2Server(quotas={"describe": (1, 1)})
+
+
+def test_request_values_in_an_answer_are_escaped() -> None:
+    # The account comes from the request's access key: markup in it stays a value.
+    with Ec2Server(accounts={"AKIAEC2SERVERESCAPE1": "a<b>&c"}, max_seconds=60) as ec2:
+        groups = ec2_client(ec2, "AKIAEC2SERVERESCAPE1").describe_security_groups()
+    assert {g["OwnerId"] for g in groups["SecurityGroups"]} == {"a<b>&c"}

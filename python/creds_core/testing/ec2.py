@@ -31,6 +31,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Union
+from xml.sax.saxutils import escape
 
 from creds_core._ec2_quotas import EC2_CATEGORIES, Quota, ec2_bucket, ec2_category
 from creds_core.testing._server import LocalServer, Mode, _Request, _Response
@@ -307,8 +308,10 @@ class _Inventory:
     from their index (nothing is stored: a benchmark's thousands of instances cost nothing)."""
 
     def __init__(self, account: str, region: str, instances: int, groups: int) -> None:
-        self.account = account
-        self.region = region
+        # Both come from the request (its access key and credential scope): escaped, as every
+        # value the answers interpolate must be.
+        self.account = escape(account)
+        self.region = escape(region)
         self.count = instances
         self.groups = groups
         self.prefix = _prefix(account, region)
