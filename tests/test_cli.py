@@ -183,7 +183,9 @@ def test_export_env_is_shell_quoted(env_creds: None, capsys: pytest.CaptureFixtu
     assert done.stdout == f"{SECRET}|{TOKEN}|unset"
 
 
-_POWERSHELL_SET = re.compile(r"^\$Env:(\w+) = '((?:[^']|'')*)'$")
+# PowerShell's single quotes: ' and the typographic ones; two in a row read as the second.
+_PS_Q = "'\u2018\u2019\u201a\u201b"
+_POWERSHELL_SET = re.compile(rf"^\$Env:(\w+) = [{_PS_Q}]((?:[^{_PS_Q}]|[{_PS_Q}]{{2}})*)[{_PS_Q}]$")
 _POWERSHELL_UNSET = re.compile(r"^Remove-Item Env:(\w+) -ErrorAction SilentlyContinue$")
 
 
@@ -195,7 +197,7 @@ def _powershell_variables(lines: list[str]) -> tuple[dict[str, str], list[str]]:
         set_to, unset = _POWERSHELL_SET.match(line), _POWERSHELL_UNSET.match(line)
         assert set_to or unset, line
         if set_to:
-            values[set_to[1]] = set_to[2].replace("''", "'")
+            values[set_to[1]] = re.sub(rf"[{_PS_Q}]([{_PS_Q}])", r"\1", set_to[2])
         elif unset:
             removed.append(unset[1])
     return values, removed
@@ -216,6 +218,29 @@ def test_export_powershell_sets_every_value_literally(
         "AWS_SESSION_TOKEN": TOKEN,
     }
     assert removed == ["AWS_SECURITY_TOKEN", "AWS_CREDENTIAL_EXPIRATION"]
+
+
+def test_export_powershell_doubles_every_quote_powershell_knows(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # PowerShell also ends a single-quoted string at a typographic quote.
+    secret = "a'b\u2019c\u2018d\u201ae\u201bf; Remove-Item x"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    assert cli.main(["export", "--format", "powershell"]) == 0
+    values, _ = _powershell_variables(capsys.readouterr().out.splitlines())
+    assert values["AWS_SECRET_ACCESS_KEY"] == secret
+
+
+def test_export_powershell_refuses_a_line_break_and_prints_nothing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SENTINEL-first\nsecond")
+    assert cli.main(["export", "--format", "powershell"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "AWS_SECRET_ACCESS_KEY" in captured.err and "SENTINEL" not in captured.err
 
 
 def test_export_cmd_prints_set_lines(

@@ -4,7 +4,8 @@
 * ``env``: a POSIX shell (sh, bash, zsh; Git Bash and WSL on Windows):
   ``eval "$(creds-core export --format env)"``; values are shell-quoted.
 * ``powershell``: ``creds-core export --format powershell | Invoke-Expression``; values are
-  single-quoted (nothing is expanded inside), a quote doubled.
+  single-quoted (nothing is expanded inside), a quote (``'`` or a typographic one) doubled; a
+  value with a line break is refused.
 * ``cmd``: ``for /f "delims=" %l in ('creds-core export --format cmd') do @%l``; ``set
   "NAME=value"`` lines. cmd has no quoting that stops ``%`` and ``!`` expansion everywhere, so a
   value with one of them (or ``"``, or a line break) is refused, never printed: AWS keys, tokens
@@ -32,11 +33,19 @@ def _posix(name: str, value: str | None) -> str:
     return f"unset {name}" if value is None else f"export {name}={shlex.quote(value)}"
 
 
+# PowerShell ends a single-quoted string at any of these (the typographic ones too), and
+# reads each written twice as itself.
+_PS_QUOTES = "'\u2018\u2019\u201a\u201b"
+_PS_ESCAPE = str.maketrans({q: q * 2 for q in _PS_QUOTES})
+
+
 def _powershell(name: str, value: str | None) -> str:
     if value is None:
         return f"Remove-Item Env:{name} -ErrorAction SilentlyContinue"
-    quoted = value.replace("'", "''")
-    return f"$Env:{name} = '{quoted}'"
+    if "\r" in value or "\n" in value:
+        # `... | Invoke-Expression` runs the output line by line: a value cannot span two.
+        raise CliError(f"{name} holds a line break; use --format json", EXIT_USAGE)
+    return f"$Env:{name} = '{value.translate(_PS_ESCAPE)}'"
 
 
 _CMD_UNSAFE = frozenset('%!"\r\n')
