@@ -220,14 +220,19 @@ def test_export_powershell_sets_every_value_literally(
     assert removed == ["AWS_SECURITY_TOKEN", "AWS_CREDENTIAL_EXPIRATION"]
 
 
+def _export_with_secret(monkeypatch: pytest.MonkeyPatch, secret: str, shell: str) -> int:
+    """``creds-core export --format SHELL`` of environment keys whose secret is ``secret``."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    return cli.main(["export", "--format", shell])
+
+
 def test_export_powershell_doubles_every_quote_powershell_knows(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # PowerShell also ends a single-quoted string at a typographic quote.
     secret = "a'b\u2019c\u2018d\u201ae\u201bf; Remove-Item x"
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
-    assert cli.main(["export", "--format", "powershell"]) == 0
+    assert _export_with_secret(monkeypatch, secret, "powershell") == 0
     values, _ = _powershell_variables(capsys.readouterr().out.splitlines())
     assert values["AWS_SECRET_ACCESS_KEY"] == secret
 
@@ -235,9 +240,7 @@ def test_export_powershell_doubles_every_quote_powershell_knows(
 def test_export_powershell_refuses_a_line_break_and_prints_nothing(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SENTINEL-first\nsecond")
-    assert cli.main(["export", "--format", "powershell"]) == 2
+    assert _export_with_secret(monkeypatch, "SENTINEL-first\nsecond", "powershell") == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "AWS_SECRET_ACCESS_KEY" in captured.err and "SENTINEL" not in captured.err
@@ -246,9 +249,7 @@ def test_export_powershell_refuses_a_line_break_and_prints_nothing(
 def test_export_cmd_prints_set_lines(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalr/XUtnFEMI+K7MDENG=")
-    assert cli.main(["export", "--format", "cmd"]) == 0
+    assert _export_with_secret(monkeypatch, "wJalr/XUtnFEMI+K7MDENG=", "cmd") == 0
     assert capsys.readouterr().out.splitlines() == [
         f'set "AWS_ACCESS_KEY_ID={KEY}"',
         'set "AWS_SECRET_ACCESS_KEY=wJalr/XUtnFEMI+K7MDENG="',
