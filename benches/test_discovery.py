@@ -38,6 +38,7 @@ from typing import Any
 import pytest
 from harness import QUICK
 
+from creds_core._cli.discovery import PAGE_SIZE, quota_floor
 from creds_core._ec2_quotas import EC2_CATEGORIES
 from creds_core.testing import Ec2Server
 
@@ -46,8 +47,7 @@ WORKER = Path(__file__).with_name("discovery_worker.py")
 GROUP = "api limits: discovery"
 ACCOUNTS = 10
 THREADS = 32
-PAGE_SIZE = 5
-PAGES = 12 if QUICK else 60  # DescribeInstances pages per account, 5 volumes calls each
+PAGES = 12 if QUICK else 60  # DescribeInstances pages per account, a volumes call per instance
 DELAY = 0.005
 FLEET = 3
 KEY = base64.b64encode(b"d" * 32).decode()
@@ -66,12 +66,6 @@ CASES = [
     ("adaptive-3-item", "botocore", "adaptive", 3, "item", 1),
     ("adaptive-10-item", "botocore", "adaptive", 10, "item", 1),
 ]
-
-
-def quota_floor(calls_per_bucket: int) -> float:
-    """Seconds a bucket of EC2's non-mutating quota needs to serve that many calls."""
-    capacity, refill = EC2_CATEGORIES["non-mutating"]
-    return max(0.0, (calls_per_bucket - capacity) / refill)
 
 
 def label(library: str, mode: str, attempts: int, layout: str, processes: int) -> str:
@@ -131,7 +125,7 @@ def _run_case(
         infos = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
         requests, counts, served = ec2.requests, ec2.counts, ec2.bucket_counts()
     busiest = max(c["requests"] - c["throttled"] for c in served.values())
-    floor = quota_floor(PAGES * PAGE_SIZE)
+    floor = quota_floor(PAGES * PAGE_SIZE, *EC2_CATEGORIES["non-mutating"])
     seconds = max(i["seconds"] for i in infos)  # the processes start at the same moment
     return {
         "seconds": seconds,

@@ -47,7 +47,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO, TypeVar
 
 from creds_core._cli.common import EXIT_CREDENTIALS, EXIT_OK
-from creds_core._cli.discovery import Discovery, discover
+from creds_core._cli.discovery import (
+    PAGE_SIZE,
+    Discovery,
+    describe_error,
+    discover,
+    quota_floor,
+)
 
 __all__ = [
     "DEFAULT_ACCOUNTS",
@@ -225,14 +231,6 @@ def _boto3_worker(url: str) -> Callable[[int], None]:
     return one
 
 
-def _describe(exc: BaseException) -> str:
-    from botocore.exceptions import ClientError
-
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
-    return type(exc).__name__
-
-
 def _boto3_phase(
     url: str, roles: int, progress: bool, err: TextIO, name: str
 ) -> list[BaseException]:
@@ -268,7 +266,7 @@ def _run_phase(
     phase.seconds = time.perf_counter() - started
     phase.failures = len(errors)
     if errors:
-        phase.first_failure = _describe(errors[0])
+        phase.first_failure = describe_error(errors[0])
     counts = sts.counts
     phase.sts_calls = sts.requests
     phase.throttled = counts["throttled"]
@@ -326,12 +324,12 @@ def _run_discovery(accounts: int, pages: int, err: TextIO) -> tuple[list[Discove
     capacity, refill = DISCOVERY_QUOTA
     keys = _discovery_keys(accounts)
     phases = [DiscoveryPhase("creds_core", accounts), DiscoveryPhase("plain boto3", accounts)]
-    # Each account's DescribeVolumes bucket serves 5 calls a page.
-    floor = max(0.0, (5 * pages - capacity) / refill)
+    # Each account's DescribeVolumes bucket serves a call per instance of each page.
+    floor = quota_floor(PAGE_SIZE * pages, capacity, refill)
     print(
         f"\ncreds-core demo: discovery of {accounts} accounts ({pages} DescribeInstances pages "
-        f"of 5 each, a DescribeVolumes call per instance, a DescribeSecurityGroups call per "
-        f"page) on {DISCOVERY_THREADS} threads against a local EC2 (a bucket of "
+        f"of {PAGE_SIZE} each, a DescribeVolumes call per instance, a DescribeSecurityGroups "
+        f"call per page) on {DISCOVERY_THREADS} threads against a local EC2 (a bucket of "
         f"{capacity:g} tokens refilled at {refill:g}/s per account and API)",
         file=err,
         flush=True,

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Discovery", "describe_error", "discover"]
+__all__ = ["Discovery", "describe_error", "discover", "quota_floor"]
 
 #: DescribeInstances' smallest page: the most calls for the fewest instances.
 PAGE_SIZE = 5
@@ -38,6 +38,12 @@ class Discovery:
     groups: int = 0
     first_failure: str | None = None
     failures_by_code: dict[str, int] = field(default_factory=dict)
+
+
+def quota_floor(calls_per_bucket: int, capacity: float, refill: float) -> float:
+    """The seconds a bucket of ``capacity`` tokens refilled at ``refill`` a second needs to
+    serve that many calls: no client can finish faster."""
+    return max(0.0, (calls_per_bucket - capacity) / refill)
 
 
 def describe_error(exc: BaseException) -> str:
